@@ -1,0 +1,131 @@
+"""Exceptions raised by the ChartMogul provider.
+
+None of them ever carries the API key: API errors hold the HTTP status, the API's own message
+and a shortened copy of the answer body; validation errors hold the customer, the attribute key,
+a shortened copy of the value and the rule that was broken.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_chartmogul._compat import AirflowException
+
+
+def shorten(value: Any, limit: int = 60) -> str:
+    """``repr`` of ``value``, cut to ``limit`` characters so errors and logs stay readable."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 12]}...({len(text)} chars)"
+
+
+class ChartMogulValidationError(ValueError):
+    """A customer record or attribute breaks one of ChartMogul's rules; nothing was sent for it.
+
+    :param rule: what is wrong, in words (for example "must be at most 255 characters").
+    :param customer: label of the customer the record is for (``customer_uuid=cus_...``), if known.
+    :param key: attribute key (or record field) the problem is in, if any.
+    :param value: the offending value; only a shortened ``repr`` of it is kept.
+    """
+
+    def __init__(
+        self,
+        rule: str,
+        *,
+        customer: str | None = None,
+        key: str | None = None,
+        value: Any = None,
+        has_value: bool = False,
+    ) -> None:
+        self.rule = rule
+        self.customer = customer
+        self.key = key
+        self.value_repr = shorten(value) if has_value else None
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        parts = []
+        if self.customer:
+            parts.append(self.customer)
+        if self.key is not None:
+            parts.append(f"attribute {self.key!r}")
+        if self.value_repr is not None:
+            parts.append(f"value {self.value_repr}")
+        where = ": ".join(parts)
+        return f"{where}: {self.rule}" if where else self.rule
+
+
+class ChartMogulAPIError(AirflowException):
+    """ChartMogul answered with an error, or could not be reached.
+
+    :param message: what went wrong, including the API's own message when it sent one.
+    :param status: HTTP status of the last answer, or ``None`` when no answer came (connection
+        error, timeout).
+    :param method: HTTP method of the request.
+    :param path: path of the request (never with credentials; the key is sent as Basic auth).
+    :param body: the answer body, shortened.
+    :param attempts: how many attempts were made, retries included.
+    :param retryable: whether a later replay may succeed (rate limits, server errors, no answer).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        body: str | None = None,
+        attempts: int = 1,
+        retryable: bool | None = None,
+    ) -> None:
+        self.status = status
+        self.api_message = message
+        self.method = method
+        self.path = path
+        self.body = body
+        self.attempts = attempts
+        self.retryable = (
+            retryable if retryable is not None else status is None or status in RETRYABLE_STATUSES
+        )
+        super().__init__(self._format())
+
+    def refresh_message(self) -> None:
+        """Re-render the message after ``attempts`` changed."""
+        self.args = (self._format(),)
+
+    def _format(self) -> str:
+        where = f"ChartMogul {self.method} {self.path}" if self.method else "ChartMogul"
+        status = f"HTTP {self.status}" if self.status is not None else "no answer"
+        tries = f" after {self.attempts} attempts" if self.attempts > 1 else ""
+        return f"{where} failed ({status}{tries}): {self.api_message}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild_api_error,
+            (
+                type(self),
+                self.api_message,
+                self.status,
+                self.method,
+                self.path,
+                self.body,
+                self.attempts,
+                self.retryable,
+            ),
+        )
+
+
+def _rebuild_api_error(cls: type[ChartMogulAPIError], *args: Any) -> ChartMogulAPIError:
+    message, status, method, path, body, attempts, retryable = args
+    return cls(
+        message, status=status, method=method, path=path, body=body, attempts=attempts, retryable=retryable
+    )
+
+
+class ChartMogulAuthError(ChartMogulAPIError):
+    """401 or 403: the key is wrong or may not write. Retrying other customers cannot help."""
+
+
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 524})

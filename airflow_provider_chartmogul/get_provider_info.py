@@ -1,0 +1,88 @@
+"""Provider metadata that Airflow reads through the ``apache_airflow_provider`` entry point.
+
+Airflow's providers manager calls :func:`get_provider_info` while its configuration loads, so a
+mistake here breaks every Airflow command: ``tests/test_get_provider_info.py`` validates it against
+Airflow's own schemas.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_chartmogul import __version__
+
+CONNECTION_TYPE = "chartmogul"
+DEFAULT_BASE_URL = "https://api.chartmogul.com"
+
+# The connection form's extra fields, declared once and used both by the declarative provider info
+# (read by the Airflow 3.2+ UI) and by the hook's legacy widget classmethods (Airflow 2.x, 3.0, 3.1).
+CONNECTION_EXTRA_FIELDS: dict[str, dict[str, Any]] = {
+    "timeout": {
+        "label": "Request timeout (s)",
+        "description": "Seconds to wait for ChartMogul to answer one request.",
+        "schema": {"type": ["number", "null"], "default": 30, "minimum": 1},
+    },
+    "max_retries": {
+        "label": "Max retries",
+        "description": "Retries of one request on 429, 5xx and connection errors.",
+        "schema": {"type": ["integer", "null"], "default": 5, "minimum": 0},
+    },
+    "retry_budget": {
+        "label": "Retry time budget (s)",
+        "description": "Longest time one request may spend waiting and retrying, in seconds.",
+        "schema": {"type": ["number", "null"], "default": 120, "minimum": 0},
+    },
+    "max_requests_per_second": {
+        "label": "Max requests per second",
+        "description": "Client-side rate limit for this connection (ChartMogul allows 40/s per account).",
+        "schema": {"type": ["number", "null"], "default": 39, "minimum": 0.1},
+    },
+    "max_connections": {
+        "label": "Max parallel connections",
+        "description": "Requests in flight at once (ChartMogul answers 503 above 20 per account).",
+        "schema": {"type": ["integer", "null"], "default": 10, "minimum": 1, "maximum": 20},
+    },
+}
+
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["schema", "port", "login", "extra"],
+    "relabeling": {"password": "API key", "host": "API base URL"},
+    "placeholders": {"host": DEFAULT_BASE_URL, "password": "Your ChartMogul API key"},
+}
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-provider-chartmogul",
+        "name": "ChartMogul",
+        "description": "Push custom attributes onto ChartMogul customers from Airflow DAGs.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "ChartMogul",
+                "external-doc-url": "https://dev.chartmogul.com/",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "ChartMogul",
+                "python-modules": ["airflow_provider_chartmogul.hooks.chartmogul"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "ChartMogul",
+                "python-modules": ["airflow_provider_chartmogul.operators.custom_attributes"],
+            }
+        ],
+        "connection-types": [
+            {
+                "connection-type": CONNECTION_TYPE,
+                "hook-class-name": "airflow_provider_chartmogul.hooks.chartmogul.ChartMogulHook",
+                "hook-name": "ChartMogul",
+                "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
+                "conn-fields": CONNECTION_EXTRA_FIELDS,
+            }
+        ],
+    }

@@ -1,0 +1,578 @@
+"""ChartMogulHook: the connection, the HTTP session and one method per ChartMogul API call."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import requests
+import tenacity
+from requests.adapters import HTTPAdapter
+
+from airflow_provider_chartmogul import __version__
+from airflow_provider_chartmogul._compat import BaseHook, mask_secret
+from airflow_provider_chartmogul.attributes import (
+    CustomAttribute,
+    normalize_custom,
+    validate_customer_uuid,
+    validate_key,
+)
+from airflow_provider_chartmogul.error_body import error_message, shorten_text
+from airflow_provider_chartmogul.exceptions import (
+    RETRYABLE_STATUSES,
+    ChartMogulAPIError,
+    ChartMogulAuthError,
+    ChartMogulValidationError,
+)
+from airflow_provider_chartmogul.get_provider_info import (
+    CONNECTION_EXTRA_FIELDS,
+    CONNECTION_TYPE,
+    UI_FIELD_BEHAVIOUR,
+)
+from airflow_provider_chartmogul.ratelimit import RateLimiter
+from airflow_provider_chartmogul.settings import ClientSettings, build_settings
+
+JSON = Any
+# Statuses after which every sender slows down, not just the one that got it.
+_PUSHBACK_STATUSES = frozenset({429, 503})
+# Longest Retry-After we honour; a longer one is left to the retry budget to refuse.
+_MAX_RETRY_AFTER = 60.0
+MAX_PAGE_SIZE = 200
+
+
+@dataclass
+class RequestStats:
+    """What the hook's requests cost; thread-safe counters, read with :meth:`snapshot`."""
+
+    requests: int = 0
+    retries: int = 0
+    by_status: dict[int, int] = field(default_factory=dict)
+    connection_errors: int = 0
+    rate_limit_wait: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, status: int | None) -> None:
+        with self._lock:
+            self.requests += 1
+            if status is None:
+                self.connection_errors += 1
+            else:
+                self.by_status[status] = self.by_status.get(status, 0) + 1
+
+    def count_retry(self) -> None:
+        with self._lock:
+            self.retries += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "requests": self.requests,
+                "retries": self.retries,
+                "by_status": dict(sorted(self.by_status.items())),
+                "connection_errors": self.connection_errors,
+                "rate_limited": self.by_status.get(429, 0),
+                "too_many_connections": self.by_status.get(503, 0),
+            }
+
+
+class _RetryableError(Exception):
+    """An attempt failed in a way a later attempt may not (carried through tenacity)."""
+
+    def __init__(self, error: ChartMogulAPIError, retry_after: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds())
+
+
+def _segment(value: str) -> str:
+    """One URL path segment; nothing in it can change the path."""
+    return quote(value, safe="")
+
+
+class ChartMogulHook(BaseHook):
+    """Talks to the ChartMogul API with the key of a ``chartmogul`` Airflow connection.
+
+    One pooled ``requests.Session`` per hook, shared by the threads of one task. Every request
+    goes through a smooth client-side rate limiter and a cap on requests in flight, has a timeout,
+    and is retried on 429, 5xx and connection errors with exponential backoff and jitter
+    (honouring ``Retry-After``), bounded both by a retry count and a time budget.
+
+    Connection fields: the API key in *password*; *host* optional (default
+    ``https://api.chartmogul.com``); extras ``timeout``, ``max_retries``, ``retry_budget``,
+    ``max_requests_per_second``, ``max_connections`` and ``verify``.
+
+    :param chartmogul_conn_id: the Airflow connection of type ``chartmogul``.
+    :param timeout: seconds to wait for one answer; overrides the connection.
+    :param max_retries: retries of one request; overrides the connection.
+    :param retry_budget: seconds one request may spend retrying; overrides the connection.
+    :param max_requests_per_second: client-side rate limit; overrides the connection.
+    :param max_connections: requests in flight at once; overrides the connection.
+    """
+
+    conn_name_attr = "chartmogul_conn_id"
+    default_conn_name = "chartmogul_default"
+    conn_type = CONNECTION_TYPE
+    hook_name = "ChartMogul"
+
+    def __init__(
+        self,
+        chartmogul_conn_id: str = default_conn_name,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        retry_budget: float | None = None,
+        max_requests_per_second: float | None = None,
+        max_connections: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.chartmogul_conn_id = chartmogul_conn_id
+        self._overrides = {
+            "timeout": timeout,
+            "max_retries": max_retries,
+            "retry_budget": retry_budget,
+            "max_requests_per_second": max_requests_per_second,
+            "max_connections": max_connections,
+        }
+        self._settings: ClientSettings | None = None
+        self._session: requests.Session | None = None
+        self._limiter: RateLimiter | None = None
+        self._in_flight: threading.BoundedSemaphore | None = None
+        self._setup_lock = threading.Lock()
+        self.stats = RequestStats()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(chartmogul_conn_id={self.chartmogul_conn_id!r})"
+
+    # ---- connection form (Airflow 2.x, 3.0 and 3.1; 3.2+ reads the provider info) -------------
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+        from flask_babel import lazy_gettext
+        from wtforms import IntegerField, StringField
+        from wtforms.validators import NumberRange, Optional
+
+        widgets: dict[str, Any] = {}
+        for name, spec in CONNECTION_EXTRA_FIELDS.items():
+            schema = spec["schema"]
+            types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+            field_class = IntegerField if "integer" in types else StringField
+            validators: list[Any] = [Optional()]
+            if "integer" in types:
+                validators.append(NumberRange(min=schema.get("minimum"), max=schema.get("maximum")))
+            widgets[name] = field_class(
+                lazy_gettext(spec["label"]),
+                description=spec.get("description"),
+                widget=BS3TextFieldWidget(),
+                validators=validators,
+                default=schema.get("default"),
+            )
+        return widgets
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return {
+            "hidden_fields": list(UI_FIELD_BEHAVIOUR["hidden-fields"]),
+            "relabeling": dict(UI_FIELD_BEHAVIOUR["relabeling"]),
+            "placeholders": dict(UI_FIELD_BEHAVIOUR["placeholders"]),
+        }
+
+    # ---- session ---------------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> ClientSettings:
+        """The connection's settings, read once; registers the key with Airflow's secrets masker."""
+        if self._settings is None:
+            with self._setup_lock:
+                if self._settings is None:
+                    conn = self.get_connection(self.chartmogul_conn_id)
+                    settings = build_settings(
+                        conn_id=self.chartmogul_conn_id,
+                        host=conn.host,
+                        port=conn.port,
+                        password=conn.password,
+                        extra=conn.extra_dejson,
+                        overrides=self._overrides,
+                    )
+                    mask_secret(settings.api_key)
+                    self._settings = settings
+        return self._settings
+
+    @property
+    def max_connections(self) -> int:
+        """How many requests this hook lets be in flight at once."""
+        return self.settings.max_connections
+
+    def get_conn(self) -> requests.Session:
+        """The hook's pooled session (created on first use)."""
+        if self._session is None:
+            settings = self.settings
+            with self._setup_lock:
+                if self._session is None:
+                    session = requests.Session()
+                    session.auth = (settings.api_key, "")
+                    session.verify = settings.verify
+                    session.headers.update(
+                        {
+                            "User-Agent": f"airflow-provider-chartmogul/{__version__} "
+                            f"python-requests/{requests.__version__}",
+                            "Accept": "application/json",
+                        }
+                    )
+                    adapter = HTTPAdapter(
+                        pool_connections=1,
+                        pool_maxsize=settings.max_connections,
+                        pool_block=True,
+                        max_retries=0,  # retries are ours: they must pass the rate limiter again
+                    )
+                    session.mount("https://", adapter)
+                    session.mount("http://", adapter)
+                    self._limiter = RateLimiter(settings.max_requests_per_second)
+                    self._in_flight = threading.BoundedSemaphore(settings.max_connections)
+                    self._session = session
+        return self._session
+
+    @property
+    def rate_limiter(self) -> RateLimiter:
+        self.get_conn()
+        assert self._limiter is not None
+        return self._limiter
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def __enter__(self) -> ChartMogulHook:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- requests --------------------------------------------------------------------------------
+
+    def _attempt(self, method: str, path: str, json_body: JSON, params: Mapping[str, Any] | None) -> Any:
+        session = self.get_conn()
+        settings = self.settings
+        assert self._limiter is not None and self._in_flight is not None
+        self._limiter.acquire()
+        url = f"{settings.base_url}{path}"
+        with self._in_flight:
+            try:
+                response = session.request(
+                    method,
+                    url,
+                    json=json_body,
+                    params=params,
+                    timeout=(min(10.0, settings.timeout), settings.timeout),
+                )
+            except requests.RequestException as exc:
+                # Only the exception's class: its text can hold the URL and, with proxies, more.
+                self.stats.count(None)
+                error = ChartMogulAPIError(
+                    f"no answer ({type(exc).__name__}); the request may or may not have been applied",
+                    method=method,
+                    path=path,
+                    retryable=True,
+                )
+                raise _RetryableError(error) from None
+        self.stats.count(response.status_code)
+        return self._read_answer(method, path, response)
+
+    def _read_answer(self, method: str, path: str, response: requests.Response) -> Any:
+        status = response.status_code
+        if status in _PUSHBACK_STATUSES and self._limiter is not None:
+            self._limiter.slow_down()
+        elif status < 400 and self._limiter is not None:
+            self._limiter.record_success()
+        if status == 204 or (status < 300 and not response.content):
+            return None
+        text = response.text
+        if status < 300:
+            try:
+                return response.json()
+            except ValueError:
+                error = ChartMogulAPIError(
+                    f"malformed JSON in the answer: {shorten_text(text, 200)!r}",
+                    status=status,
+                    method=method,
+                    path=path,
+                    body=shorten_text(text),
+                    retryable=True,
+                )
+                raise _RetryableError(error) from None
+        message = error_message(text, response.headers.get("Content-Type"))
+        error_class = ChartMogulAuthError if status in (401, 403) else ChartMogulAPIError
+        if status == 401:
+            message += " (check the API key in the connection's password field)"
+        elif status == 403:
+            message += " (the API key may be read-only: writing custom attributes needs a read-write key)"
+        error = error_class(message, status=status, method=method, path=path, body=shorten_text(text))
+        if status in RETRYABLE_STATUSES:
+            raise _RetryableError(error, _parse_retry_after(response.headers.get("Retry-After")))
+        raise error
+
+    def _wait(self, retry_state: tenacity.RetryCallState) -> float:
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        if isinstance(exc, _RetryableError) and exc.retry_after is not None:
+            return min(exc.retry_after, _MAX_RETRY_AFTER) + random.uniform(0, 0.25)
+        # Full jitter exponential backoff: 0.5 s, 1 s, 2 s ... capped at 30 s.
+        ceiling = min(30.0, 0.5 * 2 ** (retry_state.attempt_number - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: JSON = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Send one API request (retried as the connection allows); the parsed JSON answer.
+
+        :param path: the path under the base URL, starting with ``/v1/``; callers encode segments.
+        :raises ChartMogulAuthError: 401 or 403.
+        :raises ChartMogulAPIError: any other error answer, or no answer, after retries.
+        """
+        settings = self.settings
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(settings.max_retries + 1)
+            | tenacity.stop_before_delay(settings.retry_budget),
+            wait=self._wait,
+            retry=tenacity.retry_if_exception_type(_RetryableError),
+            before_sleep=self._before_retry,
+            reraise=True,
+        )
+        try:
+            return retrying(self._attempt, method, path, json_body, params)
+        except _RetryableError as exc:
+            exc.error.attempts = retrying.statistics.get("attempt_number", 1)
+            exc.error.refresh_message()
+            raise exc.error from None
+
+    def _before_retry(self, retry_state: tenacity.RetryCallState) -> None:
+        self.stats.count_retry()
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        reason = str(exc.error) if isinstance(exc, _RetryableError) else repr(exc)
+        self.log.debug(
+            "Retrying in %.1f s (attempt %d): %s",
+            retry_state.upcoming_sleep,
+            retry_state.attempt_number + 1,
+            reason,
+        )
+
+    # ---- API calls -------------------------------------------------------------------------------
+
+    def ping(self) -> str:
+        """``GET /v1/ping``; the API's answer (``"pong!"``)."""
+        answer = self.request("GET", "/v1/ping")
+        return str(answer.get("data")) if isinstance(answer, dict) else str(answer)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Used by Airflow's *Test* button: ping ChartMogul with the connection's key."""
+        try:
+            answer = self.ping()
+        except Exception as exc:  # the UI shows any failure as text
+            return False, str(exc)
+        return True, f"Connected to ChartMogul at {self.settings.base_url} (ping answered {answer!r})"
+
+    @staticmethod
+    def _customer_path(customer_uuid: Any, suffix: str) -> str:
+        uuid = validate_customer_uuid(customer_uuid, customer=f"customer_uuid={customer_uuid!r}")
+        return f"/v1/customers/{_segment(uuid)}{suffix}"
+
+    def add_custom_attributes(
+        self,
+        customer_uuid: str,
+        custom: Sequence[Mapping[str, Any] | CustomAttribute],
+        *,
+        source: str | None = None,
+    ) -> dict[str, Any]:
+        """Add custom attributes to a customer (the seed call: ``POST /v1/customers/{uuid}/attributes/custom``).
+
+        :param customer_uuid: the ChartMogul customer uuid (``cus_...``); never empty: the
+            official client's fallback to the by-email call is deliberately not reproduced.
+        :param custom: the seed's list of ``{"type", "key", "value", "source"?}``; validated first,
+            and nothing is sent if any attribute breaks a rule.
+        :param source: applied to attributes that carry no ``source`` of their own.
+        :return: the customer's whole custom-attribute map after the call.
+        """
+        path = self._customer_path(customer_uuid, "/attributes/custom")
+        attributes = normalize_custom(custom, customer=f"customer_uuid={customer_uuid}", default_source=source)
+        if not attributes:
+            raise ChartMogulValidationError(
+                "custom is empty: there is nothing to add", customer=f"customer_uuid={customer_uuid}"
+            )
+        answer = self.request("POST", path, json_body={"custom": [a.as_payload() for a in attributes]})
+        return self._custom_map(answer)
+
+    def update_custom_attributes(self, customer_uuid: str, custom: Mapping[str, Any]) -> dict[str, Any]:
+        """Change the values of attributes the account already defines (``PUT``).
+
+        :param custom: ``{key: value}`` or ``{key: {"value": value, "source": source}}``.
+        :return: the customer's whole custom-attribute map after the call.
+        """
+        label = f"customer_uuid={customer_uuid}"
+        path = self._customer_path(customer_uuid, "/attributes/custom")
+        if not isinstance(custom, Mapping) or not custom:
+            raise ChartMogulValidationError(
+                "custom must be a non-empty mapping of key to value", customer=label, value=custom, has_value=True
+            )
+        body: dict[str, Any] = {}
+        for key, value in custom.items():
+            try:
+                validate_key(key)
+            except ValueError as exc:
+                raise ChartMogulValidationError(str(exc), customer=label, key=str(key)) from None
+            inner = value.get("value") if isinstance(value, Mapping) else value
+            if isinstance(inner, dt.datetime | dt.date):
+                inner = inner.isoformat()
+            if not isinstance(inner, str | int | float | bool) or inner is None:
+                raise ChartMogulValidationError(
+                    "value must be a string, number or boolean", customer=label, key=key, value=inner, has_value=True
+                )
+            body[key] = {**value, "value": inner} if isinstance(value, Mapping) else inner
+        answer = self.request("PUT", path, json_body={"custom": body})
+        return self._custom_map(answer)
+
+    def remove_custom_attributes(self, customer_uuid: str, keys: Iterable[str]) -> dict[str, Any] | None:
+        """Remove attributes from a customer (``DELETE``).
+
+        :return: the remaining custom-attribute map when the API sends it (200), else ``None``
+            (202 and 204 are accepted too: different API versions answer differently).
+        """
+        label = f"customer_uuid={customer_uuid}"
+        path = self._customer_path(customer_uuid, "/attributes/custom")
+        if isinstance(keys, str):
+            keys = [keys]
+        checked = []
+        for key in keys:
+            try:
+                checked.append(validate_key(key))
+            except ValueError as exc:
+                raise ChartMogulValidationError(str(exc), customer=label, key=str(key)) from None
+        if not checked:
+            raise ChartMogulValidationError("no keys to remove", customer=label)
+        answer = self.request("DELETE", path, json_body={"custom": checked})
+        if isinstance(answer, dict) and isinstance(answer.get("custom"), dict):
+            return answer["custom"]
+        return None
+
+    def get_custom_attributes(self, customer_uuid: str) -> dict[str, Any]:
+        """The customer's custom attributes (``GET /v1/customers/{uuid}/attributes``)."""
+        answer = self.request("GET", self._customer_path(customer_uuid, "/attributes"))
+        return self._custom_map(answer)
+
+    def add_custom_attributes_by_email(
+        self, email: str, custom: Sequence[Mapping[str, Any] | CustomAttribute], *, source: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Add custom attributes to **every** customer with this email; the customers it matched.
+
+        ChartMogul applies this to all customers sharing the email, and answers 200 even when none
+        matches. The operator never uses it behind the user's back; it resolves emails first.
+        """
+        label = f"email={email!r}"
+        if not isinstance(email, str) or "@" not in email:
+            raise ChartMogulValidationError("email must be an email address", customer=label)
+        attributes = normalize_custom(custom, customer=label, default_source=source)
+        if not attributes:
+            raise ChartMogulValidationError("custom is empty: there is nothing to add", customer=label)
+        answer = self.request(
+            "POST",
+            "/v1/customers/attributes/custom",
+            json_body={"email": email, "custom": [a.as_payload() for a in attributes]},
+        )
+        entries = answer.get("entries") if isinstance(answer, dict) else None
+        return list(entries or [])
+
+    def iter_customers(
+        self,
+        external_id: str | None = None,
+        data_source_uuid: str | None = None,
+        email: str | None = None,
+        *,
+        per_page: int = MAX_PAGE_SIZE,
+        on_page: Callable[[], None] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Customers matching the filters (all customers without any), following cursor pagination.
+
+        An ``email`` is looked up with the search endpoint, which answers 404 when nothing
+        matches: that yields nothing. Several customers may share an email, and an external id is
+        unique only within a data source.
+
+        :param on_page: called once per page requested (to count what a lookup cost).
+        """
+        if email is not None:
+            path, params = "/v1/customers/search", {"email": email}
+        else:
+            path, params = "/v1/customers", {}
+            if external_id is not None:
+                params["external_id"] = external_id
+            if data_source_uuid is not None:
+                params["data_source_uuid"] = data_source_uuid
+        params["per_page"] = max(1, min(per_page, MAX_PAGE_SIZE))
+        while True:
+            if on_page is not None:
+                on_page()
+            try:
+                page = self.request("GET", path, params=params)
+            except ChartMogulAPIError as exc:
+                if email is not None and exc.status == 404:
+                    return
+                raise
+            for customer in (page or {}).get("entries") or []:
+                if email is not None and not _matches(customer, external_id, data_source_uuid):
+                    continue
+                yield customer
+            cursor = (page or {}).get("cursor")
+            if not (page or {}).get("has_more") or not cursor:
+                return
+            params = {**params, "cursor": cursor}
+
+    @staticmethod
+    def _custom_map(answer: Any) -> dict[str, Any]:
+        if isinstance(answer, dict) and isinstance(answer.get("custom"), dict):
+            return answer["custom"]
+        raise ChartMogulAPIError(
+            f"unexpected answer, no 'custom' map in it: {shorten_text(json.dumps(answer), 200)}",
+            status=200,
+        )
+
+
+def _matches(customer: Mapping[str, Any], external_id: str | None, data_source_uuid: str | None) -> bool:
+    if external_id is not None:
+        ids = set(customer.get("external_ids") or []) | {customer.get("external_id")}
+        if external_id not in ids:
+            return False
+    if data_source_uuid is not None:
+        sources = set(customer.get("data_source_uuids") or []) | {customer.get("data_source_uuid")}
+        if data_source_uuid not in sources:
+            return False
+    return True
