@@ -1,0 +1,80 @@
+"""A smooth, adaptive, thread-safe client-side rate limiter.
+
+Why not a library: the rate-limiting libraries on PyPI (pyrate-limiter, limits, ratelimit) count
+requests in windows, so they let a whole window's allowance out at once and then stall; they also
+take whole-millisecond intervals and cannot change their rate while running. ChartMogul counts every
+request of an account against 40/s, and other integrations may share that budget, so this limiter
+spaces requests evenly (a generic cell-rate algorithm with no burst) and backs off multiplicatively
+when the API answers 429/503, recovering additively as requests succeed (AIMD).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+
+class RateLimiter:
+    """Hand out send slots spaced ``1 / rate`` seconds apart, to any number of threads.
+
+    :param rate: the most requests per second, and the rate returned to after a slow-down.
+    :param min_rate: the floor that :meth:`slow_down` never goes below.
+    :param recovery_per_success: requests per second regained after each successful request.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        min_rate: float | None = None,
+        recovery_per_success: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate must be positive, got {rate!r}")
+        self.max_rate = float(rate)
+        self.min_rate = float(min_rate) if min_rate is not None else max(0.5, self.max_rate / 20)
+        self.recovery_per_success = (
+            recovery_per_success if recovery_per_success is not None else self.max_rate / 50
+        )
+        self._rate = self.max_rate
+        self._next_slot = 0.0
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._sleep = sleep
+        self.total_wait = 0.0
+        self.slow_downs = 0
+
+    @property
+    def rate(self) -> float:
+        """The rate in force now (below ``max_rate`` after a slow-down)."""
+        return self._rate
+
+    def acquire(self) -> float:
+        """Block until this caller may send; return the seconds waited."""
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._next_slot)
+            self._next_slot = slot + 1.0 / self._rate
+        wait = slot - now
+        if wait > 0:
+            self._sleep(wait)
+            with self._lock:
+                self.total_wait += wait
+        return wait
+
+    def slow_down(self, factor: float = 0.5, pause: float = 0.0) -> None:
+        """The API pushed back (429/503): cut the rate, and optionally hold every sender ``pause`` s."""
+        with self._lock:
+            self._rate = max(self.min_rate, self._rate * factor)
+            if pause > 0:
+                self._next_slot = max(self._next_slot, self._clock() + pause)
+            self.slow_downs += 1
+
+    def record_success(self) -> None:
+        """A request went through: regain a little of the rate lost to slow-downs."""
+        if self._rate < self.max_rate:
+            with self._lock:
+                self._rate = min(self.max_rate, self._rate + self.recovery_per_success)
