@@ -1,0 +1,104 @@
+"""The client-side rate limiter, on a fake clock (no sleeping, so these tests are exact)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from airflow_provider_chartmogul.ratelimit import RateLimiter
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self.lock:
+            self.now += seconds
+
+
+def test_slots_are_evenly_spaced_with_no_burst() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(40, clock=clock, sleep=lambda s: None)
+    waits = [limiter.acquire() for _ in range(5)]
+    assert waits == pytest.approx([0.0, 0.025, 0.05, 0.075, 0.1])
+
+
+def test_never_more_than_rate_in_any_one_second_window() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(39, clock=clock, sleep=clock.sleep)
+    sends = []
+    for _ in range(200):
+        limiter.acquire()
+        sends.append(clock.now)
+    for i, start in enumerate(sends):
+        in_window = sum(1 for t in sends[i:] if t < start + 1.0 - 1e-9)
+        assert in_window <= 39
+
+
+def test_idle_time_does_not_bank_a_burst() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock=clock, sleep=lambda s: None)
+    limiter.acquire()
+    clock.now += 60
+    assert limiter.acquire() == 0.0
+    assert limiter.acquire() == pytest.approx(0.1)
+
+
+def test_slow_down_halves_and_success_recovers_to_the_maximum() -> None:
+    limiter = RateLimiter(40, recovery_per_success=2)
+    limiter.slow_down()
+    assert limiter.rate == 20
+    limiter.slow_down(pause=0.5)
+    assert limiter.rate == 10
+    for _ in range(100):
+        limiter.record_success()
+    assert limiter.rate == 40
+    assert limiter.slow_downs == 2
+
+
+def test_slow_down_has_a_floor() -> None:
+    limiter = RateLimiter(40, min_rate=5)
+    for _ in range(20):
+        limiter.slow_down()
+    assert limiter.rate == 5
+
+
+def test_pause_holds_every_sender() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock=clock, sleep=lambda s: None)
+    limiter.slow_down(factor=1.0, pause=2.0)
+    assert limiter.acquire() == pytest.approx(2.0)
+
+
+def test_threads_share_the_rate_in_real_time() -> None:
+    limiter = RateLimiter(50)
+    stamps: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(10):
+            limiter.acquire()
+            with lock:
+                stamps.append(time.monotonic())
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # 80 slots at 50/s: the last one cannot come before 79 / 50 s.
+    assert max(stamps) - started >= 79 / 50 - 0.01
+    assert len(stamps) == 80
+
+
+def test_rate_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        RateLimiter(0)
