@@ -1,0 +1,274 @@
+"""AddCustomAttributesOperator: put computed attributes on every ChartMogul customer they are for."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, get_args
+
+from airflow_provider_chartmogul._compat import AirflowException, BaseOperator
+from airflow_provider_chartmogul.dead_letter import validate_table_name, write_dead_letters
+from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
+from airflow_provider_chartmogul.push import (
+    Clear,
+    CustomAttributesPusher,
+    CustomerLookup,
+    Mode,
+    PushOptions,
+    RunAborted,
+)
+from airflow_provider_chartmogul.records import validate_attribute_types
+from airflow_provider_chartmogul.report import RunReport
+from airflow_provider_chartmogul.sources import iter_customer_input, iter_sql_records
+
+if TYPE_CHECKING:
+    try:
+        from airflow.sdk import Context
+    except ImportError:
+        from airflow.utils.context import Context  # type: ignore[no-redef]
+
+_FAILURES_NAMED = 5
+_PLAN_LINES_LOGGED = 200
+
+
+class CustomAttributesPushError(AirflowException):
+    """More customers failed than ``max_failures`` allows; ``report`` lists every one of them."""
+
+    def __init__(self, message: str, report: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+def _choice(name: str, value: Any, allowed: tuple[Any, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+
+
+class AddCustomAttributesOperator(BaseOperator):
+    """Add custom attributes to ChartMogul customers, customer by customer, and report on each one.
+
+    Records come either from ``customers`` or from the rows of ``sql``. Every record is attempted;
+    bad records are rejected with their reason and nothing is sent for them; the task fails at the
+    end if more than ``max_failures`` customers failed. The return value (XCom) is the run's report:
+    ``total``, ``succeeded``, ``failed``, ``skipped``, per-attribute ``added`` / ``changed`` /
+    ``unchanged`` / ``cleared`` counts, and ``failures``, each with the customer, the HTTP status,
+    the error and the record itself, in the shape this operator accepts, so a report can be fed
+    back as ``customers`` to replay what failed.
+
+    :param customers: records, each the seed call's body plus the customer's identifier:
+        ``{"customer_uuid": "cus_...", "custom": [{"type", "key", "value", "source"?}, ...]}``;
+        instead of ``customer_uuid`` a record may carry ``external_id`` (with ``data_source_uuid``
+        when several data sources may share the id) or ``email``. A list, an ``XComArg``, a JSON
+        string, or the report of an earlier run (its failed records are replayed). (templated)
+    :param sql: a query, or a ``.sql`` file, whose every row is one customer: identifier columns
+        ``customer_uuid``, ``external_id``, ``data_source_uuid``, ``email``; every other column is
+        an attribute; NULL leaves that attribute alone (or clears it, see ``clear``). (templated)
+    :param sql_conn_id: the Airflow connection the query runs on (any DB-API hook: SQLite,
+        PostgreSQL, MySQL, Snowflake, ...).
+    :param parameters: parameters bound to ``sql``. (templated)
+    :param attribute_types: ``{"column": "Integer", ...}``; columns not named here get their type
+        from the database value (str String, bool Boolean, int Integer, float/Decimal Decimal,
+        date/datetime Timestamp).
+    :param source: the ``source`` label of attributes that carry none, shown in ChartMogul's UI,
+        e.g. ``"airflow:{{ dag.dag_id }}"``. (templated)
+    :param chartmogul_conn_id: the ``chartmogul`` connection holding the API key.
+    :param max_failures: how many customers may fail before the task fails (after all were tried).
+    :param mode: ``"add"`` posts every attribute (the seed call); ``"sync"`` reads what ChartMogul
+        holds and sends only the differences.
+    :param dry_run: read and plan, send no write; the report's ``plan`` says per customer and
+        attribute what would be added, changed, left unchanged or cleared.
+    :param clear: in sync mode, ``"remove"`` deletes an attribute whose value is NULL/None;
+        ``"ignore"`` (default) leaves it alone.
+    :param customer_lookup: how ``external_id`` / ``email`` records are matched: ``"per_customer"``
+        lookups, one pass over the ``"listing"`` of all customers, or ``"auto"`` (listing once
+        more than ``listing_threshold`` records need a lookup).
+    :param listing_threshold: see ``customer_lookup``.
+    :param max_requests_per_second: client-side rate limit; overrides the connection's.
+    :param max_connections: requests in flight at once; overrides the connection's.
+    :param fetch_size: rows fetched from the database at a time.
+    :param dead_letter_conn_id: a SQL connection to also write every failure to, one row each
+        with the record as JSON, so failures outlive the run (with ``dead_letter_table``).
+    :param dead_letter_table: the table for those rows, created when missing.
+    """
+
+    template_fields: Sequence[str] = ("customers", "sql", "parameters", "source")
+    template_ext: Sequence[str] = (".sql",)
+    template_fields_renderers = {"sql": "sql", "customers": "json", "parameters": "json"}
+    ui_color = "#13a89e"
+
+    def __init__(
+        self,
+        *,
+        customers: Any = None,
+        sql: str | None = None,
+        sql_conn_id: str | None = None,
+        parameters: Mapping[str, Any] | Sequence[Any] | None = None,
+        attribute_types: Mapping[str, str] | None = None,
+        source: str | None = None,
+        chartmogul_conn_id: str = ChartMogulHook.default_conn_name,
+        max_failures: int = 0,
+        mode: Mode = "add",
+        dry_run: bool = False,
+        clear: Clear = "ignore",
+        customer_lookup: CustomerLookup = "auto",
+        listing_threshold: int = 500,
+        max_requests_per_second: float | None = None,
+        max_connections: int | None = None,
+        fetch_size: int = 1000,
+        dead_letter_conn_id: str | None = None,
+        dead_letter_table: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if (customers is None) == (sql is None):
+            raise ValueError(
+                f"{self.task_id}: give exactly one of customers (records or an XComArg) or sql "
+                "(a query with sql_conn_id)"
+            )
+        if sql is not None and not sql_conn_id:
+            raise ValueError(f"{self.task_id}: sql needs sql_conn_id, the connection to run it on")
+        if sql is None and (sql_conn_id or parameters):
+            raise ValueError(f"{self.task_id}: sql_conn_id and parameters only go with sql")
+        _choice("mode", mode, get_args(Mode))
+        _choice("clear", clear, get_args(Clear))
+        _choice("customer_lookup", customer_lookup, get_args(CustomerLookup))
+        if clear == "remove" and mode != "sync":
+            raise ValueError("clear='remove' needs mode='sync' (add mode never removes attributes)")
+        if isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < 0:
+            raise ValueError(f"max_failures must be a whole number >= 0, got {max_failures!r}")
+        if isinstance(fetch_size, bool) or not isinstance(fetch_size, int) or fetch_size < 1:
+            raise ValueError(f"fetch_size must be a whole number >= 1, got {fetch_size!r}")
+        if not isinstance(listing_threshold, int) or listing_threshold < 0:
+            raise ValueError(f"listing_threshold must be a whole number >= 0, got {listing_threshold!r}")
+        if max_requests_per_second is not None and not max_requests_per_second > 0:
+            raise ValueError(f"max_requests_per_second must be positive, got {max_requests_per_second!r}")
+        if max_connections is not None and not 1 <= max_connections <= 20:
+            raise ValueError(f"max_connections must be between 1 and 20, got {max_connections!r}")
+        if (dead_letter_conn_id is None) != (dead_letter_table is None):
+            raise ValueError("dead_letter_conn_id and dead_letter_table go together")
+        if dead_letter_table is not None:
+            validate_table_name(dead_letter_table)
+        self.customers = customers
+        self.sql = sql
+        self.sql_conn_id = sql_conn_id
+        self.parameters = parameters
+        self.attribute_types = validate_attribute_types(attribute_types or {})
+        self.source = source
+        self.chartmogul_conn_id = chartmogul_conn_id
+        self.max_failures = max_failures
+        self.mode = mode
+        self.dry_run = dry_run
+        self.clear = clear
+        self.customer_lookup = customer_lookup
+        self.listing_threshold = listing_threshold
+        self.max_requests_per_second = max_requests_per_second
+        self.max_connections = max_connections
+        self.fetch_size = fetch_size
+        self.dead_letter_conn_id = dead_letter_conn_id
+        self.dead_letter_table = dead_letter_table
+
+    def get_hook(self) -> ChartMogulHook:
+        return ChartMogulHook(
+            self.chartmogul_conn_id,
+            max_requests_per_second=self.max_requests_per_second,
+            max_connections=self.max_connections,
+        )
+
+    def _records(self) -> tuple[Any, str]:
+        if self.sql is not None:
+            assert self.sql_conn_id is not None
+            records = iter_sql_records(
+                sql_conn_id=self.sql_conn_id,
+                sql=self.sql,
+                parameters=self.parameters,
+                attribute_types=self.attribute_types,
+                fetch_size=self.fetch_size,
+                keep_nulls=self.mode == "sync" and self.clear == "remove",
+            )
+            return records, f"SQL on connection {self.sql_conn_id!r}"
+        records = iter_customer_input(self.customers)
+        size = f"{len(records)} records" if hasattr(records, "__len__") else "records"
+        return records, f"{size} from customers"
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        records, described = self._records()
+        self.log.info(
+            "Pushing custom attributes to ChartMogul: %s, mode=%s%s, connection %r",
+            described,
+            self.mode,
+            " (dry run: nothing will be written)" if self.dry_run else "",
+            self.chartmogul_conn_id,
+        )
+        options = PushOptions(
+            mode=self.mode,
+            dry_run=self.dry_run,
+            clear=self.clear,
+            source=self.source,
+            customer_lookup=self.customer_lookup,
+            listing_threshold=self.listing_threshold,
+        )
+        with self.get_hook() as hook:
+            pusher = CustomAttributesPusher(hook, options, log=self.log)
+            try:
+                report = pusher.run(records)
+            except RunAborted as exc:
+                self._publish(context, exc.report)
+                raise CustomAttributesPushError(str(exc), exc.report.as_dict()) from None
+        self.log.info("%s", report.summary())
+        if self.dry_run:
+            self._log_plan(report)
+        result = self._publish(context, report)
+        if report.failed > self.max_failures:
+            raise CustomAttributesPushError(self._failure_message(report), result)
+        return result
+
+    def _publish(self, context: Context, report: RunReport) -> dict[str, Any]:
+        """Make the report last: failures to the dead-letter table when one is set, and the report
+        to XCom even when the task is about to fail, so a downstream task can replay it."""
+        result = report.as_dict()
+        ti = context.get("ti") if isinstance(context, Mapping) else None
+        if self.dead_letter_conn_id and self.dead_letter_table and report.failures:
+            written = write_dead_letters(
+                conn_id=self.dead_letter_conn_id,
+                table=self.dead_letter_table,
+                failures=report.failures,
+                dag_id=self.dag_id if self.has_dag() else None,
+                task_id=self.task_id,
+                run_id=getattr(ti, "run_id", None),
+            )
+            self.log.info("Wrote %d failed records to %s", written, self.dead_letter_table)
+        if ti is not None and (report.failed > self.max_failures or report.aborted):
+            ti.xcom_push(key="return_value", value=result)
+        return result
+
+    def _failure_message(self, report: RunReport) -> str:
+        named = "; ".join(f"{f['customer']}: {f['error']}" for f in report.failures[:_FAILURES_NAMED])
+        more = report.failed - _FAILURES_NAMED
+        tail = f"; and {more} more" if more > 0 else ""
+        return (
+            f"{report.failed} of {report.counts['total']} customers failed (max_failures="
+            f"{self.max_failures}); every other customer was processed. {named}{tail}. "
+            "The report (XCom) lists every failure with its record, ready to replay."
+        )
+
+    def _log_plan(self, report: RunReport) -> None:
+        lines = []
+        for entry in report.plan:
+            for change in entry["changes"]:
+                old = change.get("old", "")
+                new = change.get("new", "")
+                detail = (
+                    f"{old!r} -> {new!r}"
+                    if change["action"] == "changed"
+                    else repr(new if new != "" else old)
+                )
+                lines.append(f"{entry['customer']:<48} {change['key']:<24} {change['action']:<9} {detail}")
+        if not lines:
+            return
+        shown = lines[:_PLAN_LINES_LOGGED]
+        extra = (
+            f"\n... and {len(lines) - len(shown)} more lines in the report's 'plan'"
+            if len(lines) > len(shown)
+            else ""
+        )
+        header = f"{'customer':<48} {'key':<24} {'action':<9} detail"
+        self.log.info("Dry run plan:\n%s\n%s%s", header, "\n".join(shown), extra)

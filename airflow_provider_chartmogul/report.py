@@ -1,0 +1,159 @@
+"""What happened to every customer of a run: outcomes, and the report the operator returns."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Status = Literal["succeeded", "failed", "skipped"]
+Stage = Literal["validation", "resolution", "conflict", "api", "aborted"]
+Action = Literal["added", "changed", "unchanged", "cleared"]
+ACTIONS: tuple[Action, ...] = ("added", "changed", "unchanged", "cleared")
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What happens (or would happen, in a dry run) to one attribute of one customer."""
+
+    key: str
+    action: Action
+    old: Any = None
+    new: Any = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"key": self.key, "action": self.action}
+        if self.action in ("changed", "cleared", "unchanged"):
+            out["old"] = self.old
+        if self.action in ("added", "changed"):
+            out["new"] = self.new
+        return out
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The end of one customer record's journey."""
+
+    status: Status
+    label: str
+    record: Any
+    customer_uuid: str | None = None
+    changes: list[Change] = field(default_factory=list)
+    stage: Stage | None = None
+    http_status: int | None = None
+    error: str | None = None
+
+    @classmethod
+    def failure(
+        cls,
+        stage: Stage,
+        label: str,
+        record: Any,
+        error: str,
+        *,
+        http_status: int | None = None,
+        customer_uuid: str | None = None,
+    ) -> Outcome:
+        return cls(
+            "failed",
+            label,
+            record,
+            customer_uuid=customer_uuid,
+            stage=stage,
+            http_status=http_status,
+            error=error,
+        )
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` made JSON-serialisable (for XCom), keeping what can be kept."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
+
+
+class RunReport:
+    """Counts and failures of a run (never every success, so memory stays flat).
+
+    :param keep_plan: keep every customer's planned changes (dry runs), not just the counts.
+    """
+
+    def __init__(self, *, mode: str, dry_run: bool, keep_plan: bool = False) -> None:
+        self.mode = mode
+        self.dry_run = dry_run
+        self.keep_plan = keep_plan
+        self.counts = {"total": 0, "succeeded": 0, "failed": 0, "skipped": 0}
+        self.actions = dict.fromkeys(ACTIONS, 0)
+        self.failures: list[dict[str, Any]] = []
+        self.plan: list[dict[str, Any]] = []
+        self.aborted: str | None = None
+        self.extra: dict[str, Any] = {}
+
+    def add(self, outcome: Outcome) -> None:
+        self.counts["total"] += 1
+        self.counts[outcome.status] += 1
+        for change in outcome.changes:
+            self.actions[change.action] += 1
+        if outcome.status == "failed":
+            self.failures.append(
+                {
+                    "customer": outcome.label,
+                    "customer_uuid": outcome.customer_uuid,
+                    "stage": outcome.stage,
+                    "status": outcome.http_status,
+                    "error": outcome.error,
+                    "record": json_safe(outcome.record),
+                }
+            )
+        if self.keep_plan and outcome.status != "failed":
+            self.plan.append(
+                {
+                    "customer": outcome.label,
+                    "customer_uuid": outcome.customer_uuid,
+                    "changes": [c.as_dict() for c in outcome.changes],
+                }
+            )
+
+    @property
+    def failed(self) -> int:
+        return self.counts["failed"]
+
+    def summary(self) -> str:
+        c, a = self.counts, self.actions
+        prefix = "Dry run: " if self.dry_run else ""
+        verb = "would succeed" if self.dry_run else "succeeded"
+        return (
+            f"{prefix}{c['total']} customers: {c['succeeded']} {verb}, {c['failed']} failed, "
+            f"{c['skipped']} skipped; attributes added {a['added']}, changed {a['changed']}, "
+            f"unchanged {a['unchanged']}, cleared {a['cleared']}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            **self.counts,
+            **self.actions,
+            "mode": self.mode,
+            "dry_run": self.dry_run,
+            "failures": self.failures,
+            "aborted": self.aborted,
+        }
+        if self.keep_plan:
+            out["plan"] = self.plan
+        out.update(self.extra)
+        return out
+
+
+def failed_records(report: Mapping[str, Any]) -> list[Any]:
+    """The failed records of a report, in the shape the operator accepts: feed them back to replay."""
+    return [failure["record"] for failure in report.get("failures") or []]

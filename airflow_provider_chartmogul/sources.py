@@ -1,0 +1,111 @@
+"""Where customer records come from: a value handed to the operator, or a SQL query.
+
+Both are iterated lazily. SQL rows are fetched in batches with ``fetchmany`` (on PostgreSQL
+through a server-side cursor), so a query of any size runs in constant memory.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import json
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from airflow_provider_chartmogul._compat import AirflowException, BaseHook
+from airflow_provider_chartmogul.records import check_columns, records_from_rows
+
+
+class ChartMogulSourceError(AirflowException):
+    """The operator's input cannot be read as customer records at all."""
+
+
+def iter_customer_input(customers: Any) -> Iterable[Any]:
+    """The records in ``customers``: a list (or any iterable, such as a lazy XCom sequence), a JSON
+    string of one, or a report of an earlier run, whose failed records are replayed.
+    """
+    if isinstance(customers, str | bytes):
+        text = customers.decode() if isinstance(customers, bytes) else customers
+        try:
+            customers = json.loads(text)
+        except ValueError:
+            # Jinja without native rendering turns a list into its Python repr.
+            try:
+                customers = ast.literal_eval(text.strip())
+            except (ValueError, SyntaxError):
+                raise ChartMogulSourceError(
+                    f"customers is a string that is neither JSON nor a Python literal: {text[:80]!r}; "
+                    "pass a list of records, an XComArg, or set render_template_as_native_obj=True "
+                    "on the DAG"
+                ) from None
+    if isinstance(customers, Mapping):
+        if "failures" in customers and "total" in customers:
+            return [failure["record"] for failure in customers.get("failures") or []]
+        return [customers]
+    if customers is None:
+        raise ChartMogulSourceError("customers is None: nothing was handed to the operator")
+    if not isinstance(customers, Iterable):
+        raise ChartMogulSourceError(f"customers must be a list of records, got {type(customers).__name__}")
+    return customers
+
+
+def _is_postgres(hook: Any) -> bool:
+    conn_type = getattr(hook, "conn_type", None) or ""
+    return conn_type in ("postgres", "postgresql") or type(hook).__name__ == "PostgresHook"
+
+
+def iter_sql_records(
+    *,
+    sql_conn_id: str,
+    sql: str,
+    parameters: Mapping[str, Any] | Sequence[Any] | None,
+    attribute_types: Mapping[str, str] | None,
+    fetch_size: int,
+    keep_nulls: bool = False,
+) -> Iterator[Any]:
+    """Records from each row of ``sql`` on the Airflow connection ``sql_conn_id``.
+
+    Any connection whose hook is a DB-API hook works (SQLite, PostgreSQL, MySQL, Snowflake, ...).
+    """
+    hook = BaseHook.get_connection(sql_conn_id).get_hook()
+    if not hasattr(hook, "get_conn"):
+        raise ChartMogulSourceError(
+            f"connection {sql_conn_id!r} has a {type(hook).__name__}, which is not a SQL (DB-API) hook"
+        )
+    conn = hook.get_conn()
+    try:
+        if _is_postgres(hook):
+            cursor = conn.cursor(name=f"chartmogul_{uuid.uuid4().hex[:12]}")
+        else:
+            cursor = conn.cursor()
+        try:
+            if parameters:
+                cursor.execute(sql, parameters)
+            else:
+                cursor.execute(sql)
+            # A server-side cursor describes its columns only after the first fetch.
+            first = cursor.fetchmany(fetch_size)
+            if cursor.description is None:
+                raise ChartMogulSourceError("the SQL statement returned no result set (is it a SELECT?)")
+            columns = [column[0] for column in cursor.description]
+            check_columns(columns, attribute_types)
+            yield from records_from_rows(
+                columns,
+                _batches(cursor, first, fetch_size),
+                attribute_types=attribute_types,
+                keep_nulls=keep_nulls,
+            )
+        finally:
+            cursor.close()
+    finally:
+        with contextlib.suppress(Exception):  # some drivers have nothing to roll back
+            conn.rollback()
+        conn.close()
+
+
+def _batches(cursor: Any, first: list[Any], fetch_size: int) -> Iterator[Sequence[Any]]:
+    rows = first
+    while rows:
+        yield from rows
+        rows = cursor.fetchmany(fetch_size)
