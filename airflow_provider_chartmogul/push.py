@@ -76,7 +76,7 @@ class CustomAttributesPusher:
     # ---- one record (runs in a worker thread) ---------------------------------------------------
 
     def _process(self, record: CustomerRecord) -> Outcome:
-        raw = record.to_record()
+        raw = record  # turned into a replayable dict only if it fails
         uuid: str | None = record.customer_uuid
         try:
             uuid = self.resolver.resolve(record)
@@ -226,9 +226,7 @@ class CustomAttributesPusher:
                 except ChartMogulAuthError as exc:
                     abort = abort or exc
                     self.report.add(
-                        Outcome.failure(
-                            "api", record.label, record.to_record(), str(exc), http_status=exc.status
-                        )
+                        Outcome.failure("api", record.label, record, str(exc), http_status=exc.status)
                     )
 
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chartmogul") as executor:
@@ -253,7 +251,7 @@ class CustomAttributesPusher:
                             Outcome.failure(
                                 "aborted",
                                 record.label,
-                                record.to_record(),
+                                record,
                                 "not attempted: the run stopped because ChartMogul refused the API key",
                             )
                         )

@@ -37,7 +37,7 @@ class Outcome:
 
     status: Status
     label: str
-    record: Any
+    record: Any  # a CustomerRecord, or the raw input when it could not be parsed
     customer_uuid: str | None = None
     changes: list[Change] = field(default_factory=list)
     stage: Stage | None = None
@@ -64,6 +64,11 @@ class Outcome:
             http_status=http_status,
             error=error,
         )
+
+
+def _replayable(record: Any) -> Any:
+    to_record = getattr(record, "to_record", None)
+    return to_record() if callable(to_record) else record
 
 
 def json_safe(value: Any) -> Any:
@@ -113,7 +118,7 @@ class RunReport:
                     "stage": outcome.stage,
                     "status": outcome.http_status,
                     "error": outcome.error,
-                    "record": json_safe(outcome.record),
+                    "record": json_safe(_replayable(outcome.record)),
                 }
             )
         if self.keep_plan and outcome.status != "failed":
