@@ -72,6 +72,8 @@ def error_message(body: str, content_type: str | None = None) -> str:
     except ValueError:
         message = None
     if message is None:
-        looks_html = "html" in (content_type or "").lower() or stripped.lower().startswith(("<!doctype", "<html"))
+        looks_html = "html" in (content_type or "").lower() or stripped.lower().startswith(
+            ("<!doctype", "<html")
+        )
         message = _text_from_html(stripped) if looks_html else _SPACE.sub(" ", stripped)
     return shorten_text(message or stripped)

@@ -7,7 +7,6 @@ import email.utils
 import json
 import random
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -415,7 +414,9 @@ class ChartMogulHook(BaseHook):
         *,
         source: str | None = None,
     ) -> dict[str, Any]:
-        """Add custom attributes to a customer (the seed call: ``POST /v1/customers/{uuid}/attributes/custom``).
+        """Add custom attributes to a customer: the seed call.
+
+        ``POST /v1/customers/{uuid}/attributes/custom``
 
         :param customer_uuid: the ChartMogul customer uuid (``cus_...``); never empty: the
             official client's fallback to the by-email call is deliberately not reproduced.
@@ -425,7 +426,9 @@ class ChartMogulHook(BaseHook):
         :return: the customer's whole custom-attribute map after the call.
         """
         path = self._customer_path(customer_uuid, "/attributes/custom")
-        attributes = normalize_custom(custom, customer=f"customer_uuid={customer_uuid}", default_source=source)
+        attributes = normalize_custom(
+            custom, customer=f"customer_uuid={customer_uuid}", default_source=source
+        )
         if not attributes:
             raise ChartMogulValidationError(
                 "custom is empty: there is nothing to add", customer=f"customer_uuid={customer_uuid}"
@@ -443,7 +446,10 @@ class ChartMogulHook(BaseHook):
         path = self._customer_path(customer_uuid, "/attributes/custom")
         if not isinstance(custom, Mapping) or not custom:
             raise ChartMogulValidationError(
-                "custom must be a non-empty mapping of key to value", customer=label, value=custom, has_value=True
+                "custom must be a non-empty mapping of key to value",
+                customer=label,
+                value=custom,
+                has_value=True,
             )
         body: dict[str, Any] = {}
         for key, value in custom.items():
@@ -456,7 +462,11 @@ class ChartMogulHook(BaseHook):
                 inner = inner.isoformat()
             if not isinstance(inner, str | int | float | bool) or inner is None:
                 raise ChartMogulValidationError(
-                    "value must be a string, number or boolean", customer=label, key=key, value=inner, has_value=True
+                    "value must be a string, number or boolean",
+                    customer=label,
+                    key=key,
+                    value=inner,
+                    has_value=True,
                 )
             body[key] = {**value, "value": inner} if isinstance(value, Mapping) else inner
         answer = self.request("PUT", path, json_body={"custom": body})
