@@ -214,6 +214,17 @@ class AddCustomAttributesOperator(BaseOperator):
                 self._publish(context, exc.report)
                 raise CustomAttributesPushError(str(exc), exc.report.as_dict()) from None
         self.log.info("%s", report.summary())
+        lookup, requests = report.extra["customer_lookup"], report.extra["requests"]
+        self.log.info(
+            "Cost: %d requests (%d retries, %d answered 429, %d answered 503); customer lookups and "
+            "state reads: %s, %d requests",
+            requests["requests"],
+            requests["retries"],
+            requests["rate_limited"],
+            requests["too_many_connections"],
+            lookup["strategy"],
+            lookup["requests"],
+        )
         if self.dry_run:
             self._log_plan(report)
         result = self._publish(context, report)
