@@ -27,5 +27,9 @@ format: install
 test: install lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The SQL example DAG end to end against the local ChartMogul-compatible server (see scripts/demo.py).
+demo: install
+	$(BIN)/python scripts/demo.py
+
 clean:
 	rm -rf $(VENV) .demo .artifacts .pytest_cache .ruff_cache
