@@ -193,7 +193,10 @@ class CustomAttributesPusher:
     def _record(self, outcome: Outcome) -> None:
         self.report.add(outcome)
         if outcome.status == "failed":
-            self.log.warning("%s failed (%s): %s", outcome.label, outcome.stage, outcome.error)
+            error = outcome.error or ""
+            # Validation errors already start with the record's label.
+            subject = "" if error.startswith(outcome.label) else f"{outcome.label}: "
+            self.log.warning("Failed (%s): %s%s", outcome.stage, subject, error)
         now = time.monotonic()
         if now - self._last_progress >= self.options.progress_interval:
             self._last_progress = now
