@@ -13,10 +13,13 @@ import re
 from typing import Any
 
 MAX_BODY_CHARS = 500
+#: How much of a non-JSON error body is scanned for a message.
+MAX_SCAN_CHARS = 16_384
 
-_TAG = re.compile(r"<[^>]+>")
+_TAG = re.compile(r"<[^<>]+>")
 _SPACE = re.compile(r"\s+")
-_HTML_SKIP = re.compile(r"<(script|style|head)\b.*?</\1>", re.IGNORECASE | re.DOTALL)
+# An unclosed block runs to the end: then each pattern is linear, even on malformed HTML.
+_HTML_SKIP = re.compile(r"<(script|style|head)\b.*?(?:</\1>|\Z)", re.IGNORECASE | re.DOTALL)
 
 
 def shorten_text(text: str, limit: int = MAX_BODY_CHARS) -> str:
@@ -72,8 +75,9 @@ def error_message(body: str, content_type: str | None = None) -> str:
     except ValueError:
         message = None
     if message is None:
-        looks_html = "html" in (content_type or "").lower() or stripped.lower().startswith(
-            ("<!doctype", "<html")
-        )
-        message = _text_from_html(stripped) if looks_html else _SPACE.sub(" ", stripped)
+        # Only the start is read (malformed HTML once took 10 s per 100 KB here), and an error
+        # page's message is near its start anyway.
+        head = stripped[:MAX_SCAN_CHARS]
+        looks_html = "html" in (content_type or "").lower() or head.lower().startswith(("<!doctype", "<html"))
+        message = _text_from_html(head) if looks_html else _SPACE.sub(" ", head)
     return shorten_text(message or stripped)

@@ -29,6 +29,7 @@ from airflow_provider_chartmogul.exceptions import (
     RETRYABLE_STATUSES,
     ChartMogulAPIError,
     ChartMogulAuthError,
+    ChartMogulTLSError,
     ChartMogulValidationError,
 )
 from airflow_provider_chartmogul.get_provider_info import (
@@ -289,7 +290,19 @@ class ChartMogulHook(BaseHook):
                     json=json_body,
                     params=params,
                     timeout=(min(10.0, settings.timeout), settings.timeout),
+                    # Per request: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a
+                    # session's verify, which would silently ignore the connection's verify extra.
+                    verify=settings.verify,
                 )
+            except requests.exceptions.SSLError:
+                self.stats.count(None)
+                raise ChartMogulTLSError(
+                    "TLS certificate verification failed (SSLError); nothing was sent. Check the API "
+                    "base URL, or point the connection's 'verify' extra at a CA bundle",
+                    method=method,
+                    path=path,
+                    retryable=False,
+                ) from None
             except requests.RequestException as exc:
                 # Only the exception's class: its text can hold the URL and, with proxies, more.
                 self.stats.count(None)
@@ -357,6 +370,7 @@ class ChartMogulHook(BaseHook):
 
         :param path: the path under the base URL, starting with ``/v1/``; callers encode segments.
         :raises ChartMogulAuthError: 401 or 403.
+        :raises ChartMogulTLSError: the server's certificate was refused.
         :raises ChartMogulAPIError: any other error answer, or no answer, after retries.
         """
         settings = self.settings
