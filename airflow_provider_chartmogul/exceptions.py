@@ -124,8 +124,17 @@ def _rebuild_api_error(cls: type[ChartMogulAPIError], *args: Any) -> ChartMogulA
     )
 
 
-class ChartMogulAuthError(ChartMogulAPIError):
-    """401 or 403: the key is wrong or may not write. Retrying other customers cannot help."""
+class ChartMogulFatalError(ChartMogulAPIError):
+    """The connection cannot work as configured: retrying, or going on with other customers,
+    cannot help, so a run stops at once."""
+
+
+class ChartMogulAuthError(ChartMogulFatalError):
+    """401 or 403: the key is wrong, or read-only and may not write."""
+
+
+class ChartMogulTLSError(ChartMogulFatalError):
+    """The server's TLS certificate was refused; nothing was sent."""
 
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 524})

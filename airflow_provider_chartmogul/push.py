@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_provider_chartmogul.exceptions import (
     ChartMogulAPIError,
-    ChartMogulAuthError,
+    ChartMogulFatalError,
     ChartMogulValidationError,
 )
 from airflow_provider_chartmogul.plan import ObservedTypes, find_conflicts, plan_add, plan_sync
@@ -72,6 +72,8 @@ class CustomAttributesPusher:
         self.report = RunReport(mode=options.mode, dry_run=options.dry_run, keep_plan=options.dry_run)
         self._last_progress = time.monotonic()
         self._started = time.monotonic()
+        self._held: deque[CustomerRecord] = deque()
+        self._parse_stream: Iterator[CustomerRecord | Outcome] | None = None
 
     # ---- one record (runs in a worker thread) ---------------------------------------------------
 
@@ -112,7 +114,7 @@ class CustomAttributesPusher:
                         self.hook.remove_custom_attributes(uuid, plan.delete)
                         written += 1
                 except ChartMogulAPIError as exc:
-                    if written and not isinstance(exc, ChartMogulAuthError):
+                    if written and not isinstance(exc, ChartMogulFatalError):
                         exc.api_message += (
                             f" ({written} of {plan.writes} requests for this customer went through;"
                             " replaying it is safe)"
@@ -120,7 +122,7 @@ class CustomAttributesPusher:
                         exc.refresh_message()
                     raise
             return Outcome("succeeded", record.label, raw, customer_uuid=uuid, changes=plan.changes)
-        except ChartMogulAuthError:
+        except ChartMogulFatalError:
             raise
         except ResolutionError as exc:
             return Outcome.failure("resolution", record.label, raw, str(exc), http_status=exc.status)
@@ -159,8 +161,8 @@ class CustomAttributesPusher:
         options = self.options
         if options.customer_lookup == "listing":
             self._build_directory("customer_lookup='listing'")
-        held: deque[CustomerRecord] = deque()
-        for item in self._parse(items):
+        held = self._held
+        for item in self._parsed(items):
             if (
                 isinstance(item, Outcome)
                 or options.customer_lookup != "auto"
@@ -178,6 +180,11 @@ class CustomAttributesPusher:
             self.log.info("Looking up %d customers one by one (per-customer lookups)", len(held))
         while held:
             yield held.popleft()
+
+    def _parsed(self, items: Iterable[Any]) -> Iterator[CustomerRecord | Outcome]:
+        if self._parse_stream is None:
+            self._parse_stream = self._parse(items)
+        return self._parse_stream
 
     def _build_directory(self, why: str) -> None:
         started = time.monotonic()
@@ -211,12 +218,13 @@ class CustomAttributesPusher:
             )
 
     def run(self, items: Iterable[Any]) -> RunReport:
-        """Process every item; the report. Raises :class:`RunAborted` on 401/403."""
+        """Process every item; the report. Raises :class:`RunAborted` when the connection cannot
+        work (401, 403, a refused TLS certificate); the report still names every record."""
         workers = self.hook.max_connections
         max_pending = workers * 4
         pending: set[Future[Outcome]] = set()
         waiting: dict[Future[Outcome], CustomerRecord] = {}
-        abort: ChartMogulAuthError | None = None
+        abort: ChartMogulFatalError | None = None
 
         def collect(block: bool) -> None:
             nonlocal abort
@@ -226,7 +234,7 @@ class CustomAttributesPusher:
                 record = waiting.pop(future)
                 try:
                     self._record(future.result())
-                except ChartMogulAuthError as exc:
+                except ChartMogulFatalError as exc:
                     abort = abort or exc
                     self.report.add(
                         Outcome.failure("api", record.label, record, str(exc), http_status=exc.status)
@@ -249,17 +257,19 @@ class CustomAttributesPusher:
                 for future in list(pending):
                     if future.cancel():
                         pending.discard(future)
-                        record = waiting.pop(future)
-                        self.report.add(
-                            Outcome.failure(
-                                "aborted",
-                                record.label,
-                                record,
-                                "not attempted: the run stopped because ChartMogul refused the API key",
-                            )
-                        )
+                        self._record_not_attempted(waiting.pop(future), abort)
             while pending:
                 collect(block=True)
+        if abort is not None:
+            # Nothing handed to the operator may go unreported: the rest of the input is read
+            # (no request is sent for it) and listed as not attempted, ready to replay.
+            while self._held:
+                self._record_not_attempted(self._held.popleft(), abort)
+            for item in self._parsed(items):
+                if isinstance(item, Outcome):
+                    self._record(item)
+                else:
+                    self._record_not_attempted(item, abort)
 
         self.report.extra["requests"] = self.hook.stats.snapshot()
         self.report.extra["customer_lookup"] = self._lookup_summary()
@@ -272,6 +282,16 @@ class CustomAttributesPusher:
                 self.report,
             )
         return self.report
+
+    def _record_not_attempted(self, record: CustomerRecord, abort: ChartMogulFatalError) -> None:
+        self.report.add(
+            Outcome.failure(
+                "aborted",
+                record.label,
+                record,
+                f"not attempted: the run stopped ({abort.api_message})",
+            )
+        )
 
     def _lookup_summary(self) -> dict[str, Any]:
         directory = self.resolver.directory

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import decimal
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -72,7 +74,18 @@ def _replayable(record: Any) -> Any:
 
 
 def json_safe(value: Any) -> Any:
-    """``value`` made JSON-serialisable (for XCom), keeping what can be kept."""
+    """``value`` made strict JSON (for XCom and dead-letter rows), keeping what can be kept.
+
+    NaN and infinities have no JSON form; they become ``{"unrepresentable": "nan"}``, which a
+    replay rejects again as a nested value (``None`` could read as "clear this attribute", and the
+    string "nan" as valid text).
+    """
+    if isinstance(value, decimal.Decimal):
+        if not value.is_finite():
+            return {"unrepresentable": str(value)}
+        value = int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"unrepresentable": repr(value)}
     if value is None or isinstance(value, str | int | float | bool):
         return value
     if isinstance(value, Mapping):
