@@ -1,0 +1,207 @@
+"""Helpers shared by the reliability tests: typed customer records, a server in a child process,
+operator runs, and the checks for secrets."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import select
+import subprocess
+import sys
+import traceback
+import urllib.request
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from airflow_provider_chartmogul.operators.custom_attributes import (
+    AddCustomAttributesOperator,
+    CustomAttributesPushError,
+)
+
+CUSTOM_PATH = "/v1/customers/{}/attributes/custom"
+_BASE_DAY = dt.date(2022, 1, 1)
+
+
+def typed_record(uuid: str, i: int) -> dict[str, Any]:
+    """A valid record with one attribute of every type, its values derived from ``i``."""
+    day = _BASE_DAY + dt.timedelta(days=i % 700)
+    return {
+        "customer_uuid": uuid,
+        "custom": [
+            {"type": "String", "key": "plan", "value": f"plan-{i}"},
+            {"type": "Integer", "key": "seats", "value": i},
+            {"type": "Decimal", "key": "mrr", "value": i + 0.25},
+            {"type": "Boolean", "key": "pro", "value": i % 2 == 0},
+            {"type": "Timestamp", "key": "since", "value": f"{day.isoformat()}T00:00:00Z"},
+        ],
+    }
+
+
+def stored_values(i: int) -> dict[str, Any]:
+    """What ChartMogul holds after ``typed_record(uuid, i)`` was written."""
+    day = _BASE_DAY + dt.timedelta(days=i % 700)
+    return {
+        "plan": f"plan-{i}",
+        "seats": i,
+        "mrr": i + 0.25,
+        "pro": i % 2 == 0,
+        "since": f"{day.isoformat()}T00:00:00.000Z",
+    }
+
+
+TYPED_DEFINITIONS = {
+    "plan": "String",
+    "seats": "Integer",
+    "mrr": "Decimal",
+    "pro": "Boolean",
+    "since": "Timestamp",
+}
+
+
+def uuid_of_custom_path(path: str) -> str | None:
+    """``cus_x`` for ``/v1/customers/cus_x/attributes/custom``, else None."""
+    prefix, suffix = "/v1/customers/", "/attributes/custom"
+    if path.startswith(prefix) and path.endswith(suffix):
+        segment = path[len(prefix) : -len(suffix)]
+        return segment if "/" not in segment else None
+    return None
+
+
+def run_operator(**kwargs: Any) -> tuple[dict[str, Any], CustomAttributesPushError | None]:
+    """Execute the operator as a task would; the report (returned or carried by the error) and the error."""
+    context = kwargs.pop("context", None)
+    kwargs.setdefault("task_id", "push")
+    operator = AddCustomAttributesOperator(**kwargs)
+    try:
+        return operator.execute(context=context or {}), None
+    except CustomAttributesPushError as exc:
+        return exc.report, exc
+
+
+class RecordingTI:
+    """Stands in for the task instance: keeps what the operator pushes to XCom, JSON-encoded as XCom
+    stores it."""
+
+    run_id = "manual__2026-11-29T00:00:00+00:00"
+
+    def __init__(self) -> None:
+        self.xcom: dict[str, str] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = json.dumps(value)
+
+
+# ---- secrets ------------------------------------------------------------------------------------
+
+
+def secret_forms(key: str) -> list[str]:
+    """The key, and the Basic-auth token that carries it (a leak of either is a leak)."""
+    return [key, base64.b64encode(f"{key}:".encode()).decode()]
+
+
+def exception_texts(exc: BaseException) -> Iterator[str]:
+    """str, repr and the formatted traceback of ``exc`` and every exception chained to it, through
+    ``__cause__`` and ``__context__`` (even when suppressed with ``from None``)."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield str(current)
+        yield repr(current)
+        yield "".join(traceback.format_exception(current))
+        yield repr(getattr(current, "args", ()))
+        for linked in (current.__cause__, current.__context__):
+            if linked is not None:
+                stack.append(linked)
+
+
+def redact(text: str) -> str:
+    try:
+        from airflow.sdk.log import redact as _redact
+    except ImportError:  # Airflow 2
+        from airflow.utils.log.secrets_masker import redact as _redact  # type: ignore[no-redef]
+    return str(_redact(text))
+
+
+# ---- the server in a child process ---------------------------------------------------------------
+
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class ServerProcess:
+    """The project's ChartMogul-compatible server run as ``python -m ...testing.server`` in a child
+    process, so it has a CPU core of its own while the test process pushes; driven through the
+    server's ``/_testing/`` admin endpoints."""
+
+    def __init__(self, api_key: str, *, slow_seconds: float) -> None:
+        self._argv = [
+            sys.executable,
+            "-m",
+            "airflow_provider_chartmogul.testing.server",
+            "--port",
+            "0",
+            "--api-key",
+            api_key,
+            "--slow-seconds",
+            str(slow_seconds),
+            "--quiet",
+        ]
+        self._process: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    def __enter__(self) -> ServerProcess:
+        self._process = subprocess.Popen(
+            self._argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        assert self._process.stdout is not None
+        ready, _, _ = select.select([self._process.stdout], [], [], 30)
+        line = self._process.stdout.readline() if ready else ""
+        if "listening on" not in line:
+            self.__exit__()
+            raise RuntimeError(f"the test server did not start: {line!r}")
+        self.url = line.strip().rsplit(" ", 1)[-1]
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
+
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"{self.url}/_testing/{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        with _NO_PROXY.open(request, timeout=60) as answer:
+            return json.load(answer)
+
+    def add_customers(self, customers: list[Mapping[str, Any]]) -> None:
+        self.admin("POST", "customers", list(customers))
+
+    def configure(self, **settings: Any) -> None:
+        self.admin("POST", "config", settings)
+
+    def requests(self) -> list[dict[str, Any]]:
+        return self.admin("GET", "requests")
+
+    def custom_attributes(self) -> dict[str, dict[str, Any]]:
+        """uuid -> custom map, for every customer."""
+        return {c["uuid"]: c["attributes"]["custom"] for c in self.admin("GET", "customers")}
+
+    def definitions(self) -> dict[str, str]:
+        return self.admin("GET", "definitions")

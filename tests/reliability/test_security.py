@@ -1,0 +1,544 @@
+"""Security: the API key stays secret, TLS is verified, URLs cannot be bent, error bodies stay short."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import ipaddress
+import json
+import logging
+import sqlite3
+import ssl
+import threading
+import time
+import uuid as uuid_module
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from airflow_provider_chartmogul.exceptions import ChartMogulAPIError, ChartMogulTLSError
+from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
+from airflow_provider_chartmogul.operators.custom_attributes import AddCustomAttributesOperator
+from airflow_provider_chartmogul.settings import ChartMogulConfigurationError
+from airflow_provider_chartmogul.testing.server import FAULT_KINDS, ChartMogulServer
+from tests.conftest import API_KEY, READ_ONLY_KEY, connection_json
+from tests.reliability._support import (
+    CUSTOM_PATH,
+    RecordingTI,
+    exception_texts,
+    redact,
+    run_operator,
+    secret_forms,
+    typed_record,
+)
+
+WRONG_KEY = "sk_wrong_5e4d3c2b1a_SECRET"
+SECRETS = [*secret_forms(API_KEY), *secret_forms(READ_ONLY_KEY), *secret_forms(WRONG_KEY)]
+
+
+def _assert_no_secret(texts: dict[str, str]) -> None:
+    for where, text in texts.items():
+        for secret in SECRETS:
+            assert secret not in text, f"a key leaked into {where}"
+
+
+@pytest.fixture
+def debug_logging(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Everything at DEBUG: stdlib logging (urllib3, ...) and Airflow 3's structlog task loggers."""
+    caplog.set_level(logging.DEBUG)
+    try:
+        from airflow._shared.logging.structlog import NAME_TO_LEVEL, PER_LOGGER_LEVELS
+    except ImportError:  # Airflow 2: task loggers are stdlib loggers
+        yield
+        return
+    saved = dict(PER_LOGGER_LEVELS.items())
+    for name in saved:
+        PER_LOGGER_LEVELS[name] = NAME_TO_LEVEL["debug"]
+    try:
+        yield
+    finally:
+        PER_LOGGER_LEVELS.update(saved)
+
+
+def test_key_never_emitted_during_a_faulty_debug_run(
+    chartmogul_server: ChartMogulServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    debug_logging: None,
+    tmp_path: Path,
+) -> None:
+    server = chartmogul_server
+    uuids = [f"cus_sec_{i:03d}" for i in range(60)]
+    server.add_customers([{"uuid": uuid} for uuid in uuids])
+    server.fail_customer(uuids[1], status=422, body="<html><title>Unprocessable</title>no</html>")
+    server.fail_customer(uuids[2], status=500, body={"error": "boom"})
+    server.configure(faults={kind: 0.03 for kind in FAULT_KINDS}, slow_seconds=1.5, fault_seed=3)
+    db = tmp_path / "dead_letter.db"
+    monkeypatch.setenv("AIRFLOW_CONN_DEAD_LETTER", json.dumps({"conn_type": "sqlite", "host": str(db)}))
+    texts: dict[str, str] = {}
+    errors: list[BaseException] = []
+    records: list[Any] = [typed_record(uuid, i) for i, uuid in enumerate(uuids)]
+    records += [
+        {"customer_uuid": "cus_gone", "custom": [{"type": "String", "key": "plan", "value": "x"}]},
+        {"customer_uuid": uuids[3], "custom": [{"type": "Boolean", "key": "pro", "value": "maybe"}]},
+        f"customer_uuid={uuids[4]}",
+    ]
+
+    def conn(api_key: str, **extra: Any) -> None:
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_CHARTMOGUL_DEFAULT",
+            connection_json(
+                server, api_key=api_key, timeout=1, max_retries=1, retry_budget=2, max_connections=5, **extra
+            ),
+        )
+
+    try:
+        # 1. faults, validation errors, 404/422/500, dead letters, a failing task
+        conn(API_KEY)
+        ti = RecordingTI()
+        report, error = run_operator(
+            customers=records, context={"ti": ti}, dead_letter_conn_id="dead_letter", dead_letter_table="dl"
+        )
+        assert error is not None and report["failed"] >= 4
+        errors.append(error)
+        texts["XCom report"] = ti.xcom["return_value"]
+        texts["report"] = json.dumps(report)
+        # 2. a read-only key (403) and a wrong key (401) stop runs
+        for api_key in (READ_ONLY_KEY, WRONG_KEY):
+            conn(api_key)
+            ti = RecordingTI()
+            report, error = run_operator(customers=records, context={"ti": ti})
+            assert error is not None and report["aborted"]
+            errors.append(error)
+            texts[f"XCom report {api_key[:3]}"] = ti.xcom["return_value"]
+        # 3. the hook on its own: timeouts, dropped connections, HTML errors, refusals
+        conn(API_KEY)
+        hook = ChartMogulHook()
+        for fault in ("slow", "drop", "html", "502"):
+            server.configure(faults={fault: 1.0})
+            with pytest.raises(ChartMogulAPIError) as info:
+                hook.add_custom_attributes(uuids[0], [{"type": "String", "key": "plan", "value": "x"}])
+            errors.append(info.value)
+        server.configure(faults=None)
+        conn(WRONG_KEY)
+        ok, message = ChartMogulHook().test_connection()
+        assert not ok
+        texts["test_connection"] = message
+        # 4. reprs
+        operator = AddCustomAttributesOperator(task_id="push", customers=records)
+        texts["reprs"] = " ".join(
+            [repr(hook), str(hook), repr(hook.settings), str(hook.settings), repr(operator), repr(hook.stats)]
+        )
+    finally:
+        server.configure(faults=None, slow_seconds=5.0)
+
+    with sqlite3.connect(db) as dead_letter:
+        texts["dead letters"] = json.dumps(dead_letter.execute("SELECT * FROM dl").fetchall())
+    dead_letter.close()
+    for n, exc in enumerate(errors):
+        texts[f"exception {n}"] = "\n".join(exception_texts(exc))
+    out, err = capfd.readouterr()
+    texts["stdout"], texts["stderr"], texts["logging"] = out, err, caplog.text
+
+    # the capture really saw the run, at DEBUG level
+    emitted = out + err + caplog.text
+    assert "Retrying in" in emitted, "the hook's DEBUG lines were not captured"
+    assert '"POST /v1/customers/cus_sec_000/attributes/custom HTTP/1.1"' in emitted
+    assert "cus_gone" in texts["dead letters"]
+    _assert_no_secret(texts)
+
+
+def test_redact_masks_the_key_once_the_hook_read_its_connection(
+    chartmogul_server: ChartMogulServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fresh = f"sk_fresh_{uuid_module.uuid4().hex}_SECRET"
+    keys = chartmogul_server.config["api_keys"]
+    chartmogul_server.configure(api_keys={**keys, fresh: "read-write"})
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_FRESH", connection_json(chartmogul_server, api_key=fresh))
+        hook = ChartMogulHook("fresh")
+        assert redact(f"key={fresh};") == f"key={fresh};", "masked before anything read it"
+        assert hook.ping() == "pong!"
+        assert redact(f"key={fresh};") == "key=***;"
+        assert fresh not in redact(json.dumps({"message": f"Basic auth user {fresh}"}))
+    finally:
+        chartmogul_server.configure(api_keys=keys)
+
+
+def test_settings_and_hook_reprs_hide_the_key(chartmogul_conn: ChartMogulServer) -> None:
+    hook = ChartMogulHook()
+    settings = hook.settings
+    shown = {
+        "repr(hook)": repr(hook),
+        "repr(settings)": repr(settings),
+        "fields": repr({f.name: f.repr for f in dataclasses.fields(settings)}),
+        "vars(hook) without settings": repr({k: v for k, v in vars(hook).items() if k != "_settings"}),
+    }
+    _assert_no_secret(shown)
+
+
+# ---- TLS ---------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Certificates:
+    ca: Path
+    leaf: Path  # signed by ca, for 127.0.0.1 and localhost
+    leaf_key: Path
+    self_signed: Path  # its own issuer, for 127.0.0.1
+    self_signed_key: Path
+    localhost_only: Path  # signed by ca, for localhost only
+    localhost_only_key: Path
+
+
+def _make_certificates(directory: Path) -> Certificates:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def name(common_name: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+    def build(subject: str, key: Any, issuer: str, issuer_key: Any, *, ca: bool, sans: list) -> Any:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(subject))
+            .issuer_name(name(issuer))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        )
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            builder = builder.add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+            )
+        if issuer_key is not key:
+            builder = builder.add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
+            )
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    def write(stem: str, cert: Any, key: Any = None) -> tuple[Path, Path | None]:
+        cert_path = directory / f"{stem}.pem"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        if key is None:
+            return cert_path, None
+        key_path = directory / f"{stem}.key"
+        key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        return cert_path, key_path
+
+    loopback = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = build("reliability test CA", ca_key, "reliability test CA", ca_key, ca=True, sans=[])
+    leaf_key, self_key, local_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    ca, _ = write("ca", ca_cert)
+    leaf, leaf_key_path = write(
+        "leaf", build("127.0.0.1", leaf_key, "reliability test CA", ca_key, ca=False, sans=loopback), leaf_key
+    )
+    self_signed, self_key_path = write(
+        "self_signed", build("127.0.0.1", self_key, "127.0.0.1", self_key, ca=True, sans=loopback), self_key
+    )
+    local, local_key_path = write(
+        "localhost_only",
+        build(
+            "localhost", local_key, "reliability test CA", ca_key, ca=False, sans=[x509.DNSName("localhost")]
+        ),
+        local_key,
+    )
+    assert leaf_key_path and self_key_path and local_key_path
+    return Certificates(ca, leaf, leaf_key_path, self_signed, self_key_path, local, local_key_path)
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    return _make_certificates(tmp_path_factory.mktemp("tls"))
+
+
+class _PingHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self.server.seen.append((self.path, self.headers.get("Authorization")))  # type: ignore[attr-defined]
+        body = json.dumps({"data": "pong!"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class HTTPSServer:
+    """A ChartMogul ``/v1/ping`` over real TLS on loopback; ``seen`` lists the requests that got through."""
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _PingHandler)
+        self._httpd.daemon_threads = True
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+        self.seen: list[tuple[str, str | None]] = []
+        self._httpd.seen = self.seen  # type: ignore[attr-defined]
+        self.url = f"https://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05})
+
+    def __enter__(self) -> HTTPSServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+
+TLS_SETTINGS = {"timeout": 2, "max_retries": 1, "retry_budget": 2}
+
+
+def _tls_hook(monkeypatch: pytest.MonkeyPatch, url: str, verify: Any = None) -> ChartMogulHook:
+    extra: dict[str, Any] = dict(TLS_SETTINGS)
+    if verify is not None:
+        extra["verify"] = verify
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_TLS",
+        json.dumps({"conn_type": "chartmogul", "host": url, "password": API_KEY, "extra": extra}),
+    )
+    return ChartMogulHook("tls")
+
+
+@pytest.mark.parametrize("which", ["leaf", "self_signed"])
+def test_tls_verified_by_default_unknown_certificate_refused(
+    certificates: Certificates, monkeypatch: pytest.MonkeyPatch, which: str
+) -> None:
+    cert, key = getattr(certificates, which), getattr(certificates, f"{which}_key")
+    with HTTPSServer(cert, key) as server:
+        hook = _tls_hook(monkeypatch, server.url)
+        assert hook.settings.verify is True
+        started = time.monotonic()
+        with pytest.raises(ChartMogulAPIError) as info:
+            hook.ping()
+        elapsed = time.monotonic() - started
+    assert "SSLError" in str(info.value)
+    assert isinstance(info.value, ChartMogulTLSError), "a refused certificate is final, not retried"
+    assert hook.stats.snapshot()["retries"] == 0
+    assert elapsed < TLS_SETTINGS["timeout"] + 1
+    assert server.seen == [], "a request (and the key) reached a server whose certificate was not verified"
+    _assert_no_secret({"error": "\n".join(exception_texts(info.value))})
+
+
+@pytest.mark.parametrize(("which", "trust"), [("leaf", "ca"), ("self_signed", "self_signed")])
+def test_tls_accepted_when_verify_points_at_the_ca_or_certificate(
+    certificates: Certificates, monkeypatch: pytest.MonkeyPatch, which: str, trust: str
+) -> None:
+    cert, key = getattr(certificates, which), getattr(certificates, f"{which}_key")
+    with HTTPSServer(cert, key) as server:
+        hook = _tls_hook(monkeypatch, server.url, verify=str(getattr(certificates, trust)))
+        assert hook.ping() == "pong!"
+    expected = "Basic " + base64.b64encode(f"{API_KEY}:".encode()).decode()
+    assert server.seen == [("/v1/ping", expected)]
+
+
+def test_tls_certificate_for_another_host_refused_even_with_its_ca(
+    certificates: Certificates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with HTTPSServer(certificates.localhost_only, certificates.localhost_only_key) as server:
+        hook = _tls_hook(monkeypatch, server.url, verify=str(certificates.ca))
+        with pytest.raises(ChartMogulAPIError, match="SSLError"):
+            hook.ping()
+    assert server.seen == []
+
+
+# ---- plain http only to loopback -----------------------------------------------------------------
+# tests/hooks covers http to a public name and to a private address; these are the tricks.
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "http://localhost.example.com",
+        "http://127.0.0.1.example.com",
+        "http://127.0.0.1@example.com",
+        "http://user:pw@example.com:80@127.0.0.1.example.com",
+        "http://example.com#@127.0.0.1",
+        "http://example.com?@127.0.0.1",
+        "http://0.0.0.0:8080",
+        "http://2130706433",
+        "HTTP://EXAMPLE.COM",
+        "  http://example.com  ",
+    ],
+)
+def test_plain_http_tricks_refused(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CM", json.dumps({"conn_type": "chartmogul", "host": host, "password": "k"})
+    )
+    with pytest.raises(ChartMogulConfigurationError, match="plain http"):
+        ChartMogulHook("cm").settings  # noqa: B018
+
+
+def test_credentials_typed_into_the_url_are_dropped(
+    chartmogul_server: ChartMogulServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parts = urlsplit(chartmogul_server.url)
+    host = f"http://someone:{WRONG_KEY}@{parts.netloc}"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CM", json.dumps({"conn_type": "chartmogul", "host": host, "password": API_KEY})
+    )
+    hook = ChartMogulHook("cm")
+    assert hook.settings.base_url == chartmogul_server.url
+    assert hook.ping() == "pong!"
+    (request,) = chartmogul_server.requests
+    assert request.api_key == API_KEY
+
+
+# ---- URL path segments ---------------------------------------------------------------------------
+
+ODD_UUIDS = ["cus_a;b=c", "cus_a@b:c", "cus_ü+&$,!'()*~", "cus_x.y", "cus_~semi;"]
+
+
+def test_identifiers_cannot_change_the_path(chartmogul_conn: ChartMogulServer) -> None:
+    server = chartmogul_conn
+    for uuid in ODD_UUIDS:
+        server.add_customer(uuid=uuid)
+    odd_external_id = "acct/../../ping?x=1#frag%2F&y"
+    odd_email = "o'hara+x?#/%&=@example.com"
+    by_external_id = server.add_customer(external_id=odd_external_id)["uuid"]
+    by_email = server.add_customer(email=odd_email)["uuid"]
+    plan = [{"type": "String", "key": "plan", "value": "odd"}]
+    records = [{"customer_uuid": uuid, "custom": plan} for uuid in ODD_UUIDS]
+    records += [{"external_id": odd_external_id, "custom": plan}, {"email": odd_email, "custom": plan}]
+
+    report, error = run_operator(customers=records)
+
+    assert error is None and report["succeeded"] == len(records)
+    for uuid in [*ODD_UUIDS, by_external_id, by_email]:
+        assert server.custom_attributes(uuid) == {"plan": "odd"}, uuid
+    posts = [r for r in server.requests if r.method == "POST"]
+    assert len(posts) == len(records)
+    for request in posts:
+        segments = request.path.split("/")
+        assert len(segments) == 6 and segments[:3] == ["", "v1", "customers"], request.path
+        assert segments[4:] == ["attributes", "custom"]
+        assert "?" not in request.path and "#" not in request.path and request.query == {}
+        assert unquote(segments[3]) in [*ODD_UUIDS, by_external_id, by_email]
+        assert request.status == 200
+    lookups = [r for r in server.requests if r.method == "GET"]
+    assert sorted(r.path for r in lookups) == ["/v1/customers", "/v1/customers/search"]
+    queries = {r.path: r.query for r in lookups}
+    assert queries["/v1/customers"]["external_id"] == [odd_external_id]
+    assert queries["/v1/customers/search"]["email"] == [odd_email]
+
+
+# ---- error bodies ----------------------------------------------------------------------------------
+
+
+def _big_html_page() -> str:
+    head = "<!DOCTYPE html><html><head><title>502 Bad Gateway</title><style>"
+    css = "".join(f".c{i} {{ color: #{i:06x}; }}\n" for i in range(1500))
+    body = "</style></head><body><h1>Bad Gateway</h1>" + "<p>The upstream server failed. </p>\n" * 1800
+    page = head + css + body + "</body></html>"
+    assert len(page) >= 100_000
+    return page
+
+
+BIG_BODIES = {
+    "html-page": _big_html_page(),
+    "json-message": json.dumps({"code": 422, "message": "too long " * 12_000, "param": "plan"}),
+    "plain-text": "upstream error " * 7000,
+}
+
+
+@pytest.mark.parametrize("status", [422, 502])
+@pytest.mark.parametrize("kind", list(BIG_BODIES))
+def test_huge_error_body_gives_a_short_message(
+    chartmogul_server: ChartMogulServer, monkeypatch: pytest.MonkeyPatch, kind: str, status: int
+) -> None:
+    server = chartmogul_server
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CHARTMOGUL_DEFAULT", connection_json(server, max_retries=1, retry_budget=1)
+    )
+    uuid = server.add_customer()["uuid"]
+    server.fail_customer(uuid, status=status, body=BIG_BODIES[kind])
+    record = {"customer_uuid": uuid, "custom": [{"type": "String", "key": "plan", "value": "x"}]}
+
+    with pytest.raises(ChartMogulAPIError) as info:
+        ChartMogulHook().add_custom_attributes(uuid, record["custom"])
+    report, error = run_operator(customers=[record])
+
+    assert len(server.requests[-1].response_body) >= 100_000
+    assert f"HTTP {status}" in str(info.value)
+    assert len(str(info.value)) < 1000
+    assert info.value.body is not None and len(info.value.body) < 1000
+    (failure,) = report["failures"]
+    assert len(failure["error"]) < 1000
+    assert error is not None and len(str(error)) < 1500
+    assert len(json.dumps(report)) < 5000
+    if kind == "html-page":
+        assert "502 Bad Gateway" in failure["error"] and "color" not in failure["error"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["<html>" + "<" * 100_000, "<html>" + "<script " * 14_000, "<!doctype html>" + "<title " * 15_000],
+    ids=["unclosed-brackets", "unclosed-scripts", "unclosed-titles"],
+)
+def test_malformed_html_error_body_is_read_in_bounded_time(
+    chartmogul_server: ChartMogulServer, monkeypatch: pytest.MonkeyPatch, body: str
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_CHARTMOGUL_DEFAULT", connection_json(chartmogul_server, max_retries=0))
+    uuid = chartmogul_server.add_customer()["uuid"]
+    chartmogul_server.fail_customer(uuid, status=422, body=body)
+    started = time.monotonic()
+    with pytest.raises(ChartMogulAPIError) as info:
+        ChartMogulHook().add_custom_attributes(uuid, [{"type": "String", "key": "plan", "value": "x"}])
+    assert time.monotonic() - started < 3
+    assert len(str(info.value)) < 1000
+
+
+def test_path_helper_is_what_the_server_logs() -> None:
+    # CUSTOM_PATH is the path the tests compare with; keep it the hook's own.
+    assert CUSTOM_PATH.format("cus_1") == ChartMogulHook._customer_path("cus_1", "/attributes/custom")
+
+
+def test_a_refused_certificate_stops_a_run_at_once(
+    certificates: Certificates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_chartmogul.operators.custom_attributes import CustomAttributesPushError
+
+    with HTTPSServer(certificates.self_signed, certificates.self_signed_key) as server:
+        _tls_hook(monkeypatch, server.url)
+        records = [
+            {"customer_uuid": f"cus_{i}", "custom": [{"type": "Integer", "key": "seats", "value": i}]}
+            for i in range(300)
+        ]
+        started = time.monotonic()
+        with pytest.raises(CustomAttributesPushError) as info:
+            AddCustomAttributesOperator(task_id="push", customers=records, chartmogul_conn_id="tls").execute(
+                context={}
+            )
+    assert time.monotonic() - started < 10
+    report = info.value.report
+    assert "TLS certificate verification failed" in str(info.value)
+    assert report["total"] == report["failed"] == 300, "every record is reported, none silently dropped"
+    assert {f["stage"] for f in report["failures"]} <= {"api", "aborted"}
+    assert server.seen == []
