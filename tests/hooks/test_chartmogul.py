@@ -22,6 +22,8 @@ from airflow_provider_chartmogul.settings import ChartMogulConfigurationError
 from airflow_provider_chartmogul.testing.server import ChartMogulServer
 from tests.conftest import API_KEY, READ_ONLY_KEY, connection_json
 
+# Long enough that Airflow 2's masker does not mask it in every other test's output.
+FAKE_KEY = "sk_test_not_a_real_key"
 SEED_UUID = "cus_de305d54-75b4-431b-adb2-eb6b9e546012"
 # The seed page's request, as its Python example sends it.
 SEED_CUSTOM = [
@@ -411,7 +413,7 @@ def test_hook_arguments_override_the_connection(chartmogul_conn: ChartMogulServe
 )
 def test_base_url_forms(monkeypatch: pytest.MonkeyPatch, host: str, expected: str) -> None:
     monkeypatch.setenv(
-        "AIRFLOW_CONN_CM", json.dumps({"conn_type": "chartmogul", "host": host, "password": "k"})
+        "AIRFLOW_CONN_CM", json.dumps({"conn_type": "chartmogul", "host": host, "password": FAKE_KEY})
     )
     assert ChartMogulHook("cm").settings.base_url == expected
 
@@ -419,7 +421,7 @@ def test_base_url_forms(monkeypatch: pytest.MonkeyPatch, host: str, expected: st
 @pytest.mark.parametrize("host", ["http://api.chartmogul.com", "http://10.0.0.5:8080", "ftp://x"])
 def test_plain_http_refused_except_to_loopback(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
     monkeypatch.setenv(
-        "AIRFLOW_CONN_CM", json.dumps({"conn_type": "chartmogul", "host": host, "password": "k"})
+        "AIRFLOW_CONN_CM", json.dumps({"conn_type": "chartmogul", "host": host, "password": FAKE_KEY})
     )
     with pytest.raises(ChartMogulConfigurationError, match="http"):
         ChartMogulHook("cm").settings  # noqa: B018
@@ -435,7 +437,7 @@ def test_plain_http_refused_except_to_loopback(monkeypatch: pytest.MonkeyPatch, 
 )
 def test_bad_extras_are_named(monkeypatch: pytest.MonkeyPatch, extra: dict, words: str) -> None:
     monkeypatch.setenv(
-        "AIRFLOW_CONN_CM", json.dumps({"conn_type": "chartmogul", "password": "k", "extra": extra})
+        "AIRFLOW_CONN_CM", json.dumps({"conn_type": "chartmogul", "password": FAKE_KEY, "extra": extra})
     )
     with pytest.raises(ChartMogulConfigurationError, match=words):
         ChartMogulHook("cm").settings  # noqa: B018

@@ -68,10 +68,27 @@ def uuid_of_custom_path(path: str) -> str | None:
     return None
 
 
+def _allow_direct_execute_in_this_thread() -> None:
+    """Airflow 2's ExecutorSafeguard keeps its state in a thread-local set up on the main thread
+    only, so calling ``execute()`` directly from another thread raises AttributeError there."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        return
+    try:
+        from airflow.models.baseoperator import ExecutorSafeguard
+    except ImportError:
+        return
+    sentinel = getattr(ExecutorSafeguard, "_sentinel", None)
+    if sentinel is not None and not hasattr(sentinel, "callers"):
+        sentinel.callers = {}
+
+
 def run_operator(**kwargs: Any) -> tuple[dict[str, Any], CustomAttributesPushError | None]:
     """Execute the operator as a task would; the report (returned or carried by the error) and the error."""
     context = kwargs.pop("context", None)
     kwargs.setdefault("task_id", "push")
+    _allow_direct_execute_in_this_thread()
     operator = AddCustomAttributesOperator(**kwargs)
     try:
         return operator.execute(context=context or {}), None

@@ -27,6 +27,7 @@ from airflow_provider_chartmogul.operators.custom_attributes import AddCustomAtt
 from airflow_provider_chartmogul.settings import ChartMogulConfigurationError
 from airflow_provider_chartmogul.testing.server import FAULT_KINDS, ChartMogulServer
 from tests.conftest import API_KEY, READ_ONLY_KEY, connection_json
+from tests.hooks.test_chartmogul import FAKE_KEY
 from tests.reliability._support import (
     CUSTOM_PATH,
     RecordingTI,
@@ -53,8 +54,16 @@ def debug_logging(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     caplog.set_level(logging.DEBUG)
     try:
         from airflow._shared.logging.structlog import NAME_TO_LEVEL, PER_LOGGER_LEVELS
-    except ImportError:  # Airflow 2: task loggers are stdlib loggers
-        yield
+    except ImportError:  # Airflow 2: stdlib loggers, but "airflow.task" does not propagate to root
+        task_logger = logging.getLogger("airflow.task")
+        old_level = task_logger.level
+        task_logger.setLevel(logging.DEBUG)
+        task_logger.addHandler(caplog.handler)
+        try:
+            yield
+        finally:
+            task_logger.removeHandler(caplog.handler)
+            task_logger.setLevel(old_level)
         return
     saved = dict(PER_LOGGER_LEVELS.items())
     for name in saved:
@@ -390,7 +399,7 @@ def test_tls_certificate_for_another_host_refused_even_with_its_ca(
 )
 def test_plain_http_tricks_refused(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
     monkeypatch.setenv(
-        "AIRFLOW_CONN_CM", json.dumps({"conn_type": "chartmogul", "host": host, "password": "k"})
+        "AIRFLOW_CONN_CM", json.dumps({"conn_type": "chartmogul", "host": host, "password": FAKE_KEY})
     )
     with pytest.raises(ChartMogulConfigurationError, match="plain http"):
         ChartMogulHook("cm").settings  # noqa: B018
