@@ -6,12 +6,12 @@ BIN := $(VENV)/bin
 UV := $(PYTHON) -m uv
 PYTEST_ARGS ?=
 
-.PHONY: install test lint format demo benchmark clean
+.PHONY: install test lint format demo benchmark browser test-browser docs-images matrix clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
 	$(UV) venv --allow-existing --quiet -p 3.11 $(VENV)
-	$(UV) pip install --quiet -p $(BIN)/python "apache-airflow==$(AIRFLOW_VERSION)" -e ".[test,postgres,dev]"
+	$(UV) pip install --quiet -p $(BIN)/python "apache-airflow==$(AIRFLOW_VERSION)" -e ".[test,postgres,dev,browser]"
 	@touch $@
 
 install: $(VENV)/.installed
@@ -30,6 +30,24 @@ test: install lint
 # The SQL example DAG end to end against the local ChartMogul-compatible server (see scripts/demo.py).
 demo: install
 	$(BIN)/python scripts/demo.py
+
+# Debian's Chromium for the connection-form test (apt-get; root or sudo).
+browser:
+	bash scripts/install-browser.sh
+
+test-browser: install browser
+	CHARTMOGUL_REQUIRE_BROWSER=1 $(BIN)/pytest -m browser $(PYTEST_ARGS)
+
+# Re-take the README's screenshots of the connection form.
+docs-images: install browser
+	CHARTMOGUL_REQUIRE_BROWSER=1 CHARTMOGUL_UPDATE_DOC_IMAGES=1 $(BIN)/pytest -m browser tests/browser
+
+# The unit tests on every supported Airflow version, each in its own .venv-airflow-X.
+matrix:
+	bash scripts/test-matrix.sh $(AIRFLOW_VERSIONS)
+
+benchmark: install
+	$(BIN)/python benchmarks/run.py $(BENCHMARK_ARGS)
 
 clean:
 	rm -rf $(VENV) .demo .artifacts .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""End-to-end test of the ChartMogul connection form in Airflow's UI (headless Chromium)."""
