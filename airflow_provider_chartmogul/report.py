@@ -112,7 +112,7 @@ class RunReport:
         self.dry_run = dry_run
         self.keep_plan = keep_plan
         self.counts = {"total": 0, "succeeded": 0, "failed": 0, "skipped": 0}
-        self.actions = dict.fromkeys(ACTIONS, 0)
+        self.actions: dict[str, int] = dict.fromkeys(ACTIONS, 0)
         self.failures: list[dict[str, Any]] = []
         self.plan: list[dict[str, Any]] = []
         self.aborted: str | None = None

@@ -553,6 +553,7 @@ class ChartMogulHook(BaseHook):
 
         :param on_page: called once per page requested (to count what a lookup cost).
         """
+        params: dict[str, Any]
         if email is not None:
             path, params = "/v1/customers/search", {"email": email}
         else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Sized
 from typing import TYPE_CHECKING, Any, get_args
 
 from airflow_provider_chartmogul._compat import AirflowException, BaseOperator
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     try:
         from airflow.sdk import Context
     except ImportError:
-        from airflow.utils.context import Context  # type: ignore[no-redef]
+        from airflow.utils.context import Context  # type: ignore[no-redef,attr-defined]
 
 _FAILURES_NAMED = 5
 _PLAN_LINES_LOGGED = 200
@@ -156,7 +156,8 @@ class AddCustomAttributesOperator(BaseOperator):
         self.chartmogul_conn_id = chartmogul_conn_id
         self.max_failures = max_failures
         self.mode = mode
-        self.dry_run = dry_run
+        # Not self.dry_run: that name is BaseOperator's dry_run() method.
+        self.plan_only = dry_run
         self.clear = clear
         self.customer_lookup = customer_lookup
         self.listing_threshold = listing_threshold
@@ -173,7 +174,7 @@ class AddCustomAttributesOperator(BaseOperator):
             max_connections=self.max_connections,
         )
 
-    def _records(self) -> tuple[Any, str]:
+    def _records(self) -> tuple[Iterable[Any], str]:
         if self.sql is not None:
             assert self.sql_conn_id is not None
             records = iter_sql_records(
@@ -185,9 +186,9 @@ class AddCustomAttributesOperator(BaseOperator):
                 keep_nulls=self.mode == "sync" and self.clear == "remove",
             )
             return records, f"SQL on connection {self.sql_conn_id!r}"
-        records = iter_customer_input(self.customers)
-        size = f"{len(records)} records" if hasattr(records, "__len__") else "records"
-        return records, f"{size} from customers"
+        customers = iter_customer_input(self.customers)
+        size = f"{len(customers)} records" if isinstance(customers, Sized) else "records"
+        return customers, f"{size} from customers"
 
     def execute(self, context: Context) -> dict[str, Any]:
         records, described = self._records()
@@ -195,19 +196,19 @@ class AddCustomAttributesOperator(BaseOperator):
             "Pushing custom attributes to ChartMogul: %s, mode=%s%s, connection %r",
             described,
             self.mode,
-            " (dry run: nothing will be written)" if self.dry_run else "",
+            " (dry run: nothing will be written)" if self.plan_only else "",
             self.chartmogul_conn_id,
         )
         options = PushOptions(
             mode=self.mode,
-            dry_run=self.dry_run,
+            dry_run=self.plan_only,
             clear=self.clear,
             source=self.source,
             customer_lookup=self.customer_lookup,
             listing_threshold=self.listing_threshold,
         )
         with self.get_hook() as hook:
-            pusher = CustomAttributesPusher(hook, options, log=self.log)
+            pusher = CustomAttributesPusher(hook, options, log=self.log)  # type: ignore[arg-type]
             try:
                 report = pusher.run(records)
             except RunAborted as exc:
@@ -225,7 +226,7 @@ class AddCustomAttributesOperator(BaseOperator):
             lookup["strategy"],
             lookup["requests"],
         )
-        if self.dry_run:
+        if self.plan_only:
             self._log_plan(report)
         result = self._publish(context, report)
         if report.failed > self.max_failures:

@@ -460,17 +460,17 @@ def parse_faults(faults: Mapping[str, float] | str | None) -> dict[str, float]:
         for item in faults.split(","):
             if not item.strip():
                 continue
-            kind, sep, fraction = item.partition("=")
+            name, sep, share = item.partition("=")
             if not sep:
                 raise ValueError(f"fault {item!r} must look like KIND=FRACTION")
-            parsed[kind.strip()] = float(fraction)
+            parsed[name.strip()] = float(share)
         faults = parsed
     result: dict[str, float] = {}
-    for kind, fraction in dict(faults).items():
-        kind = str(kind)
+    for raw_kind, raw_fraction in dict(faults).items():
+        kind = str(raw_kind)
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
-        fraction = float(fraction)
+        fraction = float(raw_fraction)
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"fraction of fault {kind!r} must be within 0..1")
         result[kind] = fraction
