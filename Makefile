@@ -19,6 +19,7 @@ install: $(VENV)/.installed
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy airflow_provider_chartmogul
 
 format: install
 	$(BIN)/ruff check --fix .
