@@ -4,15 +4,26 @@ Why not a library: the rate-limiting libraries on PyPI (pyrate-limiter, limits, 
 requests in windows, so they let a whole window's allowance out at once and then stall; they also
 take whole-millisecond intervals and cannot change their rate while running. ChartMogul counts every
 request of an account against 40/s, and other integrations may share that budget, so this limiter
-spaces requests evenly (a generic cell-rate algorithm with no burst) and backs off multiplicatively
-when the API answers 429/503, recovering additively as requests succeed (AIMD).
+
+* spaces requests evenly (a generic cell-rate algorithm with no burst);
+* also keeps the last ``floor(rate)`` actual send times and holds a request until the window they
+  span is at least one second plus a small margin: a thread that woke up late cannot line up with
+  the next ones, so no one-second window, as the server sees it, holds more than ``rate``
+  requests;
+* backs off multiplicatively when the API answers 429/503 and recovers additively as requests
+  succeed (AIMD).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+
+# Room for the time between a send and its arrival at the server (thread wake-up, network).
+WINDOW_MARGIN = 0.01
 
 
 class RateLimiter:
@@ -41,6 +52,7 @@ class RateLimiter:
         )
         self._rate = self.max_rate
         self._next_slot = 0.0
+        self._sent: deque[float] = deque(maxlen=max(1, math.floor(self.max_rate)))
         self._lock = threading.Lock()
         self._clock = clock
         self._sleep = sleep
@@ -58,12 +70,21 @@ class RateLimiter:
             now = self._clock()
             slot = max(now, self._next_slot)
             self._next_slot = slot + 1.0 / self._rate
-        wait = slot - now
-        if wait > 0:
-            self._sleep(wait)
+        waited = 0.0
+        while True:
+            if slot > now:
+                self._sleep(slot - now)
+                waited += slot - now
             with self._lock:
-                self.total_wait += wait
-        return wait
+                now = self._clock()
+                window_full = len(self._sent) == self._sent.maxlen and self.max_rate >= 1
+                if window_full and now < self._sent[0] + 1.0 + WINDOW_MARGIN:
+                    # Judged on actual send times, which a late wake-up shifts.
+                    slot = self._sent[0] + 1.0 + WINDOW_MARGIN
+                    continue
+                self._sent.append(now)
+                self.total_wait += waited
+                return waited
 
     def slow_down(self, factor: float = 0.5, pause: float = 0.0) -> None:
         """The API pushed back (429/503): cut the rate, and optionally hold every sender ``pause`` s."""

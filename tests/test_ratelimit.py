@@ -102,3 +102,22 @@ def test_threads_share_the_rate_in_real_time() -> None:
 def test_rate_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         RateLimiter(0)
+
+
+def test_a_late_wake_up_cannot_crowd_a_window() -> None:
+    """One sender wakes 50 ms late; evenly spaced slots alone would then put 11 sends at 10/s in
+    one second. The window of actual send times holds the later ones back."""
+    clock = FakeClock()
+    calls = {"n": 0}
+
+    def oversleeping(seconds: float) -> None:
+        calls["n"] += 1
+        clock.sleep(seconds + (0.05 if calls["n"] == 1 else 0.0))
+
+    limiter = RateLimiter(10, clock=clock, sleep=oversleeping)
+    sends = []
+    for _ in range(40):
+        limiter.acquire()
+        sends.append(clock.now)
+    for i, start in enumerate(sends):
+        assert sum(1 for t in sends[i:] if t < start + 1.0 + 1e-9) <= 10

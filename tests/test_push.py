@@ -1,0 +1,92 @@
+"""The concurrent engine: the rate limit as the server sees it, adaptive slow-down, and streaming."""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections.abc import Iterator
+
+import pytest
+
+from airflow_provider_chartmogul.operators.custom_attributes import AddCustomAttributesOperator
+from airflow_provider_chartmogul.testing.server import ChartMogulServer
+from tests.conftest import connection_json
+
+
+def max_in_any_window(starts: list[float], window: float = 1.0) -> int:
+    """The most requests that arrived within any ``window`` seconds (a sliding window)."""
+    starts = sorted(starts)
+    return max(bisect.bisect_left(starts, t + window) - i for i, t in enumerate(starts))
+
+
+def records(uuids: list[str]) -> list[dict]:
+    return [
+        {"customer_uuid": u, "custom": [{"type": "Integer", "key": "seats", "value": i}]}
+        for i, u in enumerate(uuids)
+    ]
+
+
+@pytest.fixture
+def uuids(chartmogul_conn: ChartMogulServer) -> list[str]:
+    return [c["uuid"] for c in chartmogul_conn.add_customers([{} for _ in range(150)])]
+
+
+def test_never_more_than_the_configured_rate_in_any_second(
+    chartmogul_conn: ChartMogulServer, uuids: list[str]
+) -> None:
+    report = AddCustomAttributesOperator(
+        task_id="push", customers=records(uuids[:100]), max_requests_per_second=25, max_connections=10
+    ).execute(context={})
+    assert report["succeeded"] == 100
+    starts = [r.started for r in chartmogul_conn.requests]
+    assert len(starts) == 100
+    assert max_in_any_window(starts) <= 25
+    # and it is not much slower than the rate allows: 100 requests at 25/s take about 4 s
+    assert max(starts) - min(starts) < 4 / 0.8
+
+
+def test_defaults_stay_under_chartmoguls_limits(chartmogul_conn: ChartMogulServer, uuids: list[str]) -> None:
+    chartmogul_conn.configure(rate_limit=40, max_parallel=20, latency=0.05)
+    report = AddCustomAttributesOperator(task_id="push", customers=records(uuids)).execute(context={})
+    assert report["succeeded"] == 150
+    assert report["requests"]["rate_limited"] == report["requests"]["too_many_connections"] == 0
+    assert {r.status for r in chartmogul_conn.requests} == {200}
+    assert max_in_any_window([r.started for r in chartmogul_conn.requests]) <= 40
+    assert chartmogul_conn.stats()["max_in_flight"] <= 10
+
+
+def test_slows_down_when_the_account_is_busier_than_configured(
+    chartmogul_conn: ChartMogulServer, uuids: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Other integrations use most of the account: the server allows 10/s, we were told 40/s.
+    chartmogul_conn.configure(rate_limit=10)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CHARTMOGUL_DEFAULT",
+        connection_json(chartmogul_conn, max_retries=10, retry_budget=60, max_requests_per_second=40),
+    )
+    report = AddCustomAttributesOperator(task_id="push", customers=records(uuids[:60])).execute(context={})
+    assert report["succeeded"] == 60
+    rejected = report["requests"]["rate_limited"]
+    # A client that did not slow down would have had about three 429s for every success.
+    assert 0 < rejected < 60, rejected
+
+
+def test_records_are_read_lazily_and_successes_not_kept(
+    chartmogul_conn: ChartMogulServer, uuids: list[str]
+) -> None:
+    seen = {"lead": 0}
+
+    def stream() -> Iterator[dict]:
+        for i, record in enumerate(itertools.islice(itertools.cycle(records(uuids)), 600)):
+            # How far reading runs ahead of what the server has received.
+            seen["lead"] = max(seen["lead"], i - len(chartmogul_conn.requests))
+            yield record
+
+    report = AddCustomAttributesOperator(
+        task_id="push", customers=stream(), max_connections=3, max_requests_per_second=2000
+    ).execute(context={})
+    assert report["total"] == report["succeeded"] == 600
+    # At most 4 records per connection wait in the queue, plus those in flight.
+    assert seen["lead"] <= 3 * 4 + 3
+    assert report["failures"] == []
+    assert "plan" not in report, "successes are counted, not kept"
