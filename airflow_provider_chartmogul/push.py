@@ -9,10 +9,11 @@ successes, so memory does not grow with the number of customers.
 from __future__ import annotations
 
 import logging
+import queue
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -224,12 +225,22 @@ class CustomAttributesPusher:
         max_pending = workers * 4
         pending: set[Future[Outcome]] = set()
         waiting: dict[Future[Outcome], CustomerRecord] = {}
+        # Finished futures arrive here through a done-callback: polling them with
+        # concurrent.futures.wait() after every submit installed and removed a waiter on every
+        # pending future each time (about 0.35 ms of CPU per customer).
+        finished: queue.SimpleQueue[Future[Outcome]] = queue.SimpleQueue()
         abort: ChartMogulFatalError | None = None
 
         def collect(block: bool) -> None:
             nonlocal abort
-            done, _ = wait(pending, timeout=None if block else 0, return_when=FIRST_COMPLETED)
-            for future in done:
+            while pending:
+                try:
+                    future = finished.get(block=block)
+                except queue.Empty:
+                    return
+                block = False
+                if future not in waiting:  # cancelled after an abort: already reported
+                    continue
                 pending.discard(future)
                 record = waiting.pop(future)
                 try:
@@ -248,6 +259,7 @@ class CustomAttributesPusher:
                 future = executor.submit(self._process, item)
                 pending.add(future)
                 waiting[future] = item
+                future.add_done_callback(finished.put)
                 while len(pending) >= max_pending:
                     collect(block=True)
                 collect(block=False)

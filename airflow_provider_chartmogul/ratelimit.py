@@ -56,6 +56,7 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._clock = clock
         self._sleep = sleep
+        self._last_cut = float("-inf")
         self.total_wait = 0.0
         self.slow_downs = 0
 
@@ -63,6 +64,10 @@ class RateLimiter:
     def rate(self) -> float:
         """The rate in force now (below ``max_rate`` after a slow-down)."""
         return self._rate
+
+    def now(self) -> float:
+        """This limiter's clock."""
+        return self._clock()
 
     def acquire(self) -> float:
         """Block until this caller may send; return the seconds waited."""
@@ -86,12 +91,21 @@ class RateLimiter:
                 self.total_wait += waited
                 return waited
 
-    def slow_down(self, factor: float = 0.5, pause: float = 0.0) -> None:
-        """The API pushed back (429/503): cut the rate, and optionally hold every sender ``pause`` s."""
+    def slow_down(self, factor: float = 0.5, pause: float = 0.0, *, sent_at: float | None = None) -> None:
+        """The API pushed back (429/503): cut the rate, and optionally hold every sender ``pause`` s.
+
+        :param sent_at: when the pushed-back request was sent (this limiter's clock). Answers to
+            requests sent before the last cut belong to the same congestion and do not cut again,
+            so a burst of 429s to requests already in flight halves the rate once, not each time.
+        """
         with self._lock:
+            if sent_at is not None and sent_at < self._last_cut:
+                return
             self._rate = max(self.min_rate, self._rate * factor)
+            now = self._clock()
+            self._last_cut = now
             if pause > 0:
-                self._next_slot = max(self._next_slot, self._clock() + pause)
+                self._next_slot = max(self._next_slot, now + pause)
             self.slow_downs += 1
 
     def record_success(self) -> None:

@@ -121,3 +121,17 @@ def test_a_late_wake_up_cannot_crowd_a_window() -> None:
         sends.append(clock.now)
     for i, start in enumerate(sends):
         assert sum(1 for t in sends[i:] if t < start + 1.0 + 1e-9) <= 10
+
+
+def test_answers_to_requests_sent_before_a_cut_do_not_cut_again() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(40, clock=clock, sleep=clock.sleep)
+    in_flight = [clock.now] * 4  # four requests sent together, all answered 429
+    clock.now += 0.1
+    for sent_at in in_flight:
+        limiter.slow_down(sent_at=sent_at)
+    assert limiter.rate == 20
+    assert limiter.slow_downs == 1
+    clock.now += 0.1
+    limiter.slow_down(sent_at=clock.now)  # a request sent after the cut: a new congestion
+    assert limiter.rate == 10

@@ -161,6 +161,7 @@ class ChartMogulHook(BaseHook):
         self._session: requests.Session | None = None
         self._limiter: RateLimiter | None = None
         self._in_flight: threading.BoundedSemaphore | None = None
+        self._retrying: tenacity.Retrying | None = None
         self._setup_lock = threading.Lock()
         self.stats = RequestStats()
 
@@ -234,6 +235,11 @@ class ChartMogulHook(BaseHook):
             with self._setup_lock:
                 if self._session is None:
                     session = requests.Session()
+                    # With trust_env, requests re-reads os.environ on every request (proxies,
+                    # no_proxy, CA bundles, .netrc): about 0.4 ms of CPU per request, more in a
+                    # large environment. Read the proxies once; verify is passed per request.
+                    session.trust_env = False
+                    session.proxies.update(requests.utils.get_environ_proxies(settings.base_url))
                     session.auth = (settings.api_key, "")
                     session.verify = settings.verify
                     session.headers.update(
@@ -281,6 +287,7 @@ class ChartMogulHook(BaseHook):
         settings = self.settings
         assert self._limiter is not None and self._in_flight is not None
         self._limiter.acquire()
+        sent_at = self._limiter.now()
         url = f"{settings.base_url}{path}"
         with self._in_flight:
             try:
@@ -314,12 +321,12 @@ class ChartMogulHook(BaseHook):
                 )
                 raise _RetryableError(error) from None
         self.stats.count(response.status_code)
-        return self._read_answer(method, path, response)
+        return self._read_answer(method, path, response, sent_at)
 
-    def _read_answer(self, method: str, path: str, response: requests.Response) -> Any:
+    def _read_answer(self, method: str, path: str, response: requests.Response, sent_at: float) -> Any:
         status = response.status_code
         if status in _PUSHBACK_STATUSES and self._limiter is not None:
-            self._limiter.slow_down()
+            self._limiter.slow_down(sent_at=sent_at)
         elif status < 400 and self._limiter is not None:
             self._limiter.record_success()
         if status == 204 or (status < 300 and not response.content):
@@ -373,15 +380,18 @@ class ChartMogulHook(BaseHook):
         :raises ChartMogulTLSError: the server's certificate was refused.
         :raises ChartMogulAPIError: any other error answer, or no answer, after retries.
         """
-        settings = self.settings
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(settings.max_retries + 1)
-            | tenacity.stop_before_delay(settings.retry_budget),
-            wait=self._wait,
-            retry=tenacity.retry_if_exception_type(_RetryableError),
-            before_sleep=self._before_retry,
-            reraise=True,
-        )
+        retrying = self._retrying
+        if retrying is None:
+            settings = self.settings
+            # Built once: tenacity keeps each call's state per thread, so the task's threads share it.
+            retrying = self._retrying = tenacity.Retrying(
+                stop=tenacity.stop_after_attempt(settings.max_retries + 1)
+                | tenacity.stop_before_delay(settings.retry_budget),
+                wait=self._wait,
+                retry=tenacity.retry_if_exception_type(_RetryableError),
+                before_sleep=self._before_retry,
+                reraise=True,
+            )
         try:
             return retrying(self._attempt, method, path, json_body, params)
         except _RetryableError as exc:
