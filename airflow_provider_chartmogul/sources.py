@@ -14,7 +14,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from airflow_provider_chartmogul._compat import AirflowException, BaseHook
-from airflow_provider_chartmogul.records import check_columns, records_from_rows
+from airflow_provider_chartmogul.records import records_from_rows
+from airflow_provider_chartmogul.report import failed_records
 
 
 class ChartMogulSourceError(AirflowException):
@@ -41,7 +42,7 @@ def iter_customer_input(customers: Any) -> Iterable[Any]:
                 ) from None
     if isinstance(customers, Mapping):
         if "failures" in customers and "total" in customers:
-            return [failure["record"] for failure in customers.get("failures") or []]
+            return failed_records(customers)
         return [customers]
     if customers is None:
         raise ChartMogulSourceError("customers is None: nothing was handed to the operator")
@@ -89,7 +90,7 @@ def iter_sql_records(
             if cursor.description is None:
                 raise ChartMogulSourceError("the SQL statement returned no result set (is it a SELECT?)")
             columns = [column[0] for column in cursor.description]
-            check_columns(columns, attribute_types)
+            # records_from_rows checks the columns before reading any row.
             yield from records_from_rows(
                 columns,
                 _batches(cursor, first, fetch_size),

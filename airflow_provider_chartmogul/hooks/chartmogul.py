@@ -262,12 +262,6 @@ class ChartMogulHook(BaseHook):
                     self._session = session
         return self._session
 
-    @property
-    def rate_limiter(self) -> RateLimiter:
-        self.get_conn()
-        assert self._limiter is not None
-        return self._limiter
-
     def close(self) -> None:
         """Close the pooled connections."""
         if self._session is not None:
@@ -484,7 +478,7 @@ class ChartMogulHook(BaseHook):
             inner = value.get("value") if isinstance(value, Mapping) else value
             if isinstance(inner, dt.datetime | dt.date):
                 inner = inner.isoformat()
-            if not isinstance(inner, str | int | float | bool) or inner is None:
+            if not isinstance(inner, str | int | float | bool):
                 raise ChartMogulValidationError(
                     "value must be a string, number or boolean",
                     customer=label,
