@@ -468,3 +468,23 @@ def test_postgres_named_parameters_and_server_side_cursor(server: ChartMogulServ
     assert (report["total"], report["succeeded"]) == (100, 100)
     assert server.custom_attributes("cus_119") == {"seats": 119}
     assert server.custom_attributes("cus_19") == {}
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_jinja_rendered_customers_native_or_not(server: ChartMogulServer, native: bool) -> None:
+    try:
+        from airflow.sdk import DAG
+    except ImportError:
+        from airflow import DAG  # type: ignore[no-redef]
+
+    uuid = server.add_customer()["uuid"]
+    records = [{"customer_uuid": uuid, "custom": attrs(seats=7, pro=True)}]
+    with DAG(
+        "native", schedule=None, start_date=dt.datetime(2026, 1, 1), render_template_as_native_obj=native
+    ) as dag:
+        op = AddCustomAttributesOperator(task_id="push", customers="{{ params.records }}")
+    op.render_template_fields(context={"params": {"records": records}}, jinja_env=dag.get_template_env())
+    assert isinstance(op.customers, list if native else str)
+    report = run(op)
+    assert report["succeeded"] == 1
+    assert server.custom_attributes(uuid) == {"seats": 7, "pro": True}
