@@ -90,3 +90,23 @@ def test_records_are_read_lazily_and_successes_not_kept(
     assert seen["lead"] <= 3 * 4 + 3
     assert report["failures"] == []
     assert "plan" not in report, "successes are counted, not kept"
+
+
+def test_progress_is_logged_on_long_runs(
+    chartmogul_conn: ChartMogulServer, uuids: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
+    from airflow_provider_chartmogul.push import CustomAttributesPusher, PushOptions
+
+    log = logging.getLogger("test.push.progress")
+    caplog.set_level(logging.INFO, logger=log.name)
+    with ChartMogulHook(max_requests_per_second=1000) as hook:
+        report = CustomAttributesPusher(hook, PushOptions(progress_interval=0.0), log=log).run(
+            records(uuids[:20])
+        )
+    assert report.counts["succeeded"] == 20
+    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Progress:")]
+    assert progress, "no progress line"
+    assert "20 customers done (20 succeeded, 0 failed, 0 skipped)" in progress[-1]
