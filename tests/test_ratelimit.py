@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from airflow_provider_chartmogul.ratelimit import RateLimiter
+from airflow_provider_chartmogul.ratelimit import WINDOW_MARGIN, RateLimiter
 
 
 class FakeClock:
@@ -27,7 +27,41 @@ def test_slots_are_evenly_spaced_with_no_burst() -> None:
     clock = FakeClock()
     limiter = RateLimiter(40, clock=clock, sleep=lambda s: None)
     waits = [limiter.acquire() for _ in range(5)]
-    assert waits == pytest.approx([0.0, 0.025, 0.05, 0.075, 0.1])
+    # 40 per second plus the margin, so that evenly spaced sends never fill a window.
+    step = (1 + WINDOW_MARGIN) / 40
+    assert waits == pytest.approx([0.0, step, 2 * step, 3 * step, 4 * step])
+
+
+def test_a_rate_below_one_is_spaced_by_the_rate() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(0.5, clock=clock, sleep=clock.sleep)
+    assert [limiter.acquire() for _ in range(3)] == pytest.approx([0.0, 2.0, 2.0])
+
+
+def test_a_fractional_rate_sends_whole_requests_per_second() -> None:
+    """2.5/s: a one-second window can hold two requests, not two and a half."""
+    clock = FakeClock()
+    limiter = RateLimiter(2.5, clock=clock, sleep=clock.sleep)
+    assert [limiter.acquire() for _ in range(4)] == pytest.approx([0.0] + [(1 + WINDOW_MARGIN) / 2] * 3)
+
+
+def test_each_send_sleeps_once_when_no_one_is_late() -> None:
+    """Every sleep costs CPU (about 0.1 ms on a VM): slots that a window check then moves again
+    would cost a second sleep per request, and wake every waiting thread at the same instant."""
+    clock = FakeClock()
+    sleeps = {"n": 0}
+
+    def sleep(seconds: float) -> None:
+        sleeps["n"] += 1
+        clock.sleep(seconds)
+
+    limiter = RateLimiter(39, clock=clock, sleep=sleep)
+    for _ in range(39):  # fill the window
+        limiter.acquire()
+    sleeps["n"] = 0
+    for _ in range(200):
+        limiter.acquire()
+    assert sleeps["n"] == 200
 
 
 def test_never_more_than_rate_in_any_one_second_window() -> None:
@@ -48,7 +82,7 @@ def test_idle_time_does_not_bank_a_burst() -> None:
     limiter.acquire()
     clock.now += 60
     assert limiter.acquire() == 0.0
-    assert limiter.acquire() == pytest.approx(0.1)
+    assert limiter.acquire() == pytest.approx((1 + WINDOW_MARGIN) / 10)
 
 
 def test_slow_down_halves_and_success_recovers_to_the_maximum() -> None:
@@ -121,6 +155,8 @@ def test_a_late_wake_up_cannot_crowd_a_window() -> None:
         sends.append(clock.now)
     for i, start in enumerate(sends):
         assert sum(1 for t in sends[i:] if t < start + 1.0 + 1e-9) <= 10
+    # The late send is known when later requests take their slots: none has to sleep twice.
+    assert calls["n"] <= 40
 
 
 def test_answers_to_requests_sent_before_a_cut_do_not_cut_again() -> None:
