@@ -14,9 +14,7 @@ from urllib.parse import quote
 
 import requests
 import tenacity
-from requests.adapters import HTTPAdapter
 
-from airflow_provider_chartmogul import __version__
 from airflow_provider_chartmogul._compat import BaseHook, mask_secret
 from airflow_provider_chartmogul.attributes import (
     CustomAttribute,
@@ -39,6 +37,7 @@ from airflow_provider_chartmogul.get_provider_info import (
 )
 from airflow_provider_chartmogul.ratelimit import RateLimiter
 from airflow_provider_chartmogul.settings import ClientSettings, build_settings
+from airflow_provider_chartmogul.transport import Answer, NoAnswer, Transport
 
 JSON = Any
 # Statuses after which every sender slows down, not just the one that got it.
@@ -158,7 +157,7 @@ class ChartMogulHook(BaseHook):
             "max_connections": max_connections,
         }
         self._settings: ClientSettings | None = None
-        self._session: requests.Session | None = None
+        self._transport: Transport | None = None
         self._limiter: RateLimiter | None = None
         self._in_flight: threading.BoundedSemaphore | None = None
         self._retrying: tenacity.Retrying | None = None
@@ -229,44 +228,26 @@ class ChartMogulHook(BaseHook):
         return self.settings.max_connections
 
     def get_conn(self) -> requests.Session:
-        """The hook's pooled session (created on first use)."""
-        if self._session is None:
+        """The hook's pooled session (created on first use), ready for calls this hook lacks."""
+        return self._get_transport().session
+
+    def _get_transport(self) -> Transport:
+        transport = self._transport
+        if transport is None:
             settings = self.settings
             with self._setup_lock:
-                if self._session is None:
-                    session = requests.Session()
-                    # With trust_env, requests re-reads os.environ on every request (proxies,
-                    # no_proxy, CA bundles, .netrc): about 0.4 ms of CPU per request, more in a
-                    # large environment. Read the proxies once; verify is passed per request.
-                    session.trust_env = False
-                    session.proxies.update(requests.utils.get_environ_proxies(settings.base_url))
-                    session.auth = (settings.api_key, "")
-                    session.verify = settings.verify
-                    session.headers.update(
-                        {
-                            "User-Agent": f"airflow-provider-chartmogul/{__version__} "
-                            f"python-requests/{requests.__version__}",
-                            "Accept": "application/json",
-                        }
-                    )
-                    adapter = HTTPAdapter(
-                        pool_connections=1,
-                        pool_maxsize=settings.max_connections,
-                        pool_block=True,
-                        max_retries=0,  # retries are ours: they must pass the rate limiter again
-                    )
-                    session.mount("https://", adapter)
-                    session.mount("http://", adapter)
+                if self._transport is None:
                     self._limiter = RateLimiter(settings.max_requests_per_second)
                     self._in_flight = threading.BoundedSemaphore(settings.max_connections)
-                    self._session = session
-        return self._session
+                    self._transport = Transport(settings)
+                transport = self._transport
+        return transport
 
     def close(self) -> None:
         """Close the pooled connections."""
-        if self._session is not None:
-            self._session.close()
-            self._session = None
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
 
     def __enter__(self) -> ChartMogulHook:
         return self
@@ -277,59 +258,48 @@ class ChartMogulHook(BaseHook):
     # ---- requests --------------------------------------------------------------------------------
 
     def _attempt(self, method: str, path: str, json_body: JSON, params: Mapping[str, Any] | None) -> Any:
-        session = self.get_conn()
-        settings = self.settings
+        transport = self._get_transport()
         assert self._limiter is not None and self._in_flight is not None
-        self._limiter.acquire()
-        sent_at = self._limiter.now()
-        url = f"{settings.base_url}{path}"
         with self._in_flight:
+            # Through the limiter last, once a connection is free: the time between the slot and
+            # the request reaching ChartMogul is then as short and as even as it can be.
+            self._limiter.acquire()
+            sent_at = self._limiter.now()
             try:
-                response = session.request(
-                    method,
-                    url,
-                    json=json_body,
-                    params=params,
-                    timeout=(min(10.0, settings.timeout), settings.timeout),
-                    # Per request: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a
-                    # session's verify, which would silently ignore the connection's verify extra.
-                    verify=settings.verify,
-                )
-            except requests.exceptions.SSLError:
+                answer = transport.send(method, path, json_body=json_body, params=params)
+            except NoAnswer as exc:
                 self.stats.count(None)
-                raise ChartMogulTLSError(
-                    "TLS certificate verification failed (SSLError); nothing was sent. Check the API "
-                    "base URL, or point the connection's 'verify' extra at a CA bundle",
-                    method=method,
-                    path=path,
-                    retryable=False,
-                ) from None
-            except requests.RequestException as exc:
-                # Only the exception's class: its text can hold the URL and, with proxies, more.
-                self.stats.count(None)
+                if exc.tls:
+                    raise ChartMogulTLSError(
+                        "TLS certificate verification failed (SSLError); nothing was sent. Check the "
+                        "API base URL, or point the connection's 'verify' extra at a CA bundle",
+                        method=method,
+                        path=path,
+                        retryable=False,
+                    ) from None
                 error = ChartMogulAPIError(
-                    f"no answer ({type(exc).__name__}); the request may or may not have been applied",
+                    f"no answer ({exc.reason}); the request may or may not have been applied",
                     method=method,
                     path=path,
                     retryable=True,
                 )
                 raise _RetryableError(error) from None
-        self.stats.count(response.status_code)
-        return self._read_answer(method, path, response, sent_at)
+        self.stats.count(answer.status)
+        return self._read_answer(method, path, answer, sent_at)
 
-    def _read_answer(self, method: str, path: str, response: requests.Response, sent_at: float) -> Any:
-        status = response.status_code
+    def _read_answer(self, method: str, path: str, answer: Answer, sent_at: float) -> Any:
+        status = answer.status
         if status in _PUSHBACK_STATUSES and self._limiter is not None:
             self._limiter.slow_down(sent_at=sent_at)
         elif status < 400 and self._limiter is not None:
             self._limiter.record_success()
-        if status == 204 or (status < 300 and not response.content):
+        if status == 204 or (status < 300 and not answer.body):
             return None
-        text = response.text
         if status < 300:
             try:
-                return response.json()
+                return answer.json()
             except ValueError:
+                text = answer.text
                 error = ChartMogulAPIError(
                     f"malformed JSON in the answer: {shorten_text(text, 200)!r}",
                     status=status,
@@ -339,7 +309,8 @@ class ChartMogulHook(BaseHook):
                     retryable=True,
                 )
                 raise _RetryableError(error) from None
-        message = error_message(text, response.headers.get("Content-Type"))
+        text = answer.text
+        message = error_message(text, answer.headers.get("Content-Type"))
         error_class = ChartMogulAuthError if status in (401, 403) else ChartMogulAPIError
         if status == 401:
             message += " (check the API key in the connection's password field)"
@@ -347,7 +318,7 @@ class ChartMogulHook(BaseHook):
             message += " (the API key may be read-only: writing custom attributes needs a read-write key)"
         error = error_class(message, status=status, method=method, path=path, body=shorten_text(text))
         if status in RETRYABLE_STATUSES:
-            raise _RetryableError(error, _parse_retry_after(response.headers.get("Retry-After")))
+            raise _RetryableError(error, _parse_retry_after(answer.headers.get("Retry-After")))
         raise error
 
     def _wait(self, retry_state: tenacity.RetryCallState) -> float:

@@ -1,0 +1,164 @@
+"""The hook's transport: requests go through the session's own pool, exactly as the session sends them."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+import pytest
+
+from airflow_provider_chartmogul.exceptions import ChartMogulAPIError
+from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
+from airflow_provider_chartmogul.testing.server import ChartMogulServer
+from airflow_provider_chartmogul.transport import Answer
+from tests.conftest import connection_json
+
+CUSTOM = [{"type": "String", "key": "channel", "value": "Facebook", "source": "integration"}]
+
+
+@pytest.fixture
+def customer(chartmogul_conn: ChartMogulServer) -> str:
+    return chartmogul_conn.add_customer(external_id="ext-1")["uuid"]
+
+
+def test_a_request_is_exactly_what_the_session_would_send(
+    chartmogul_conn: ChartMogulServer, customer: str
+) -> None:
+    with ChartMogulHook() as hook:
+        hook.add_custom_attributes(customer, CUSTOM)
+        ours = chartmogul_conn.requests[-1]
+        path = f"/v1/customers/{customer}/attributes/custom"
+        hook.get_conn().post(f"{hook.settings.base_url}{path}", json={"custom": CUSTOM}, timeout=5)
+        theirs = chartmogul_conn.requests[-1]
+    assert (ours.method, ours.path, ours.query) == (theirs.method, theirs.path, theirs.query)
+    assert ours.headers == theirs.headers
+    assert ours.raw_body == theirs.raw_body
+
+
+def test_query_strings_are_encoded_as_requests_encodes_them(
+    chartmogul_conn: ChartMogulServer, customer: str
+) -> None:
+    params = {"email": "a+b@example.com", "external_id": "x y/z&1=é", "per_page": 200}
+    with ChartMogulHook() as hook:
+        assert hook.request("GET", "/v1/customers", params=params)["entries"] == []
+        ours = chartmogul_conn.requests[-1]
+        hook.get_conn().get(f"{hook.settings.base_url}/v1/customers", params=params, timeout=5)
+        theirs = chartmogul_conn.requests[-1]
+    assert ours.query == theirs.query
+    assert ours.query == {"email": ["a+b@example.com"], "external_id": ["x y/z&1=é"], "per_page": ["200"]}
+
+
+def test_a_closed_session_is_reopened_on_the_next_request(
+    chartmogul_conn: ChartMogulServer, customer: str
+) -> None:
+    with ChartMogulHook() as hook:
+        hook.ping()
+        hook.get_conn().close()  # closes the adapter's pools, the one the hook sends through included
+        assert hook.add_custom_attributes(customer, CUSTOM) == {"channel": "Facebook"}
+
+
+def test_other_urls_through_get_conn_leave_the_api_pool_alone(
+    chartmogul_conn: ChartMogulServer, customer: str
+) -> None:
+    with ChartMogulServer(api_keys={}) as other, ChartMogulHook() as hook:
+        hook.ping()
+        api_adapter = hook.get_conn().get_adapter(hook.settings.base_url)
+        assert hook.get_conn().get_adapter(other.url) is not api_adapter
+        hook.get_conn().get(f"{other.url}/v1/ping", timeout=5)
+        assert hook.add_custom_attributes(customer, CUSTOM) == {"channel": "Facebook"}
+    assert len(chartmogul_conn.requests) == 2
+
+
+# ---- through an HTTP proxy from the environment ---------------------------------------------------
+
+
+class _ForwardingProxy(BaseHTTPRequestHandler):
+    """A plain HTTP proxy: takes absolute-URL requests and forwards them."""
+
+    protocol_version = "HTTP/1.1"
+    seen: list[str] = []
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _forward(self) -> None:
+        type(self).seen.append(f"{self.command} {self.path}")
+        target = urlsplit(self.path)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        headers = {k: v for k, v in self.headers.items() if not k.lower().startswith("proxy-")}
+        upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
+        path = target.path + (f"?{target.query}" if target.query else "")
+        upstream.request(self.command, path, body=body or None, headers=headers)
+        answer = upstream.getresponse()
+        data = answer.read()
+        self.send_response(answer.status)
+        for name, value in answer.getheaders():
+            if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        upstream.close()
+
+    do_GET = do_POST = do_PUT = do_DELETE = _forward
+
+
+@pytest.fixture
+def proxy() -> Iterator[str]:
+    _ForwardingProxy.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ForwardingProxy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_requests_go_through_the_environments_proxy(
+    chartmogul_server: ChartMogulServer, proxy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    customer = chartmogul_server.add_customer()["uuid"]
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.setenv("AIRFLOW_CONN_CHARTMOGUL_DEFAULT", connection_json(chartmogul_server))
+    with ChartMogulHook() as hook:
+        assert hook.add_custom_attributes(customer, CUSTOM) == {"channel": "Facebook"}
+    path = f"/v1/customers/{customer}/attributes/custom"
+    assert _ForwardingProxy.seen == [f"POST {chartmogul_server.url}{path}"]
+    assert chartmogul_server.requests[-1].path == path
+
+
+def test_no_answer_names_the_failure_but_not_the_url(
+    chartmogul_server: ChartMogulServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exception's own text would hold the URL (and, through a proxy, possibly more)."""
+    with ChartMogulServer(api_keys={}) as gone:
+        dead_url = gone.url  # nothing listens there any more
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CHARTMOGUL_DEFAULT",
+        connection_json(chartmogul_server, max_retries=0).replace(chartmogul_server.url, dead_url),
+    )
+    with ChartMogulHook() as hook, pytest.raises(ChartMogulAPIError) as info:
+        hook.ping()
+    assert info.value.status is None
+    assert "no answer (NewConnectionError)" in str(info.value)
+    assert dead_url not in str(info.value)
+
+
+# ---- answers ----------------------------------------------------------------------------------------
+
+
+def test_answer_text_uses_the_charset_the_answer_names() -> None:
+    body = "Überschreitung".encode("latin-1")
+    assert Answer(500, {"Content-Type": "text/plain; charset=ISO-8859-1"}, body).text == "Überschreitung"
+    assert Answer(500, {"Content-Type": 'text/plain; charset="latin-1"'}, body).text == "Überschreitung"
+
+
+def test_answer_text_falls_back_to_utf8_and_never_raises() -> None:
+    assert Answer(500, {}, "café".encode()).text == "café"
+    assert Answer(500, {"Content-Type": "text/plain; charset=no-such"}, b"ok").text == "ok"
+    assert Answer(500, {}, b"\xff bad").text == "\ufffd bad"
