@@ -157,6 +157,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import bisect
 import contextlib
 import dataclasses
 import gc
@@ -530,9 +531,17 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: _HTTPServer
 
+    arrived = 0.0
+
     def setup(self) -> None:
         super().setup()
         self.server.track(self.connection)
+
+    def parse_request(self) -> bool:
+        # Called as soon as the request line has been read: the arrival time that the rate limit
+        # and the request log use, before the time spent reading headers and body.
+        self.arrived = time.monotonic()
+        return super().parse_request()
 
     def finish(self) -> None:
         try:
@@ -928,9 +937,9 @@ class ChartMogulServer:
 
         answer: _Answer | None = None
         admitted = False
+        started = handler.arrived
         with self._lock:
             settings = self._settings
-            started = time.monotonic()
             if settings.rate_limit is not None:
                 horizon = started - 1.0
                 while self._window and self._window[0] <= horizon:
@@ -939,7 +948,8 @@ class ChartMogulServer:
                     answer = self._rate_limit_answer(settings, "rate_limit")
                     self._counters["rate_limited"] += 1
                 else:
-                    self._window.append(started)
+                    # Arrival times are taken before this lock, so they may come in slightly out of order.
+                    bisect.insort(self._window, started)
             if (
                 answer is None
                 and settings.max_parallel is not None
