@@ -80,7 +80,7 @@ import difflib
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -171,6 +171,8 @@ class CustomAttribute:
     key: str
     value: str | int | float | bool | None
     source: str | None = None
+    # Set only by normalize_attribute: checking such an attribute again can be skipped.
+    _checked: bool = field(default=False, repr=False, compare=False)
 
     def as_payload(self) -> dict[str, Any]:
         """The seed's element: ``type``, ``key``, ``value`` and ``source`` (only when set), in that order."""
@@ -479,7 +481,7 @@ def validate_customer_uuid(uuid: Any, *, customer: str | None = None) -> str:
         problem = "a non-empty string"
     elif uuid in (".", ".."):
         problem = "a real identifier, not '.' or '..'"
-    elif any(ch.isspace() or not ch.isprintable() for ch in uuid):
+    elif " " in uuid or not uuid.isprintable():  # every other whitespace is not printable
         problem = "free of whitespace and control characters"
     elif _UNSAFE_PATH_CHARS.intersection(uuid):
         bad = "".join(sorted(_UNSAFE_PATH_CHARS.intersection(uuid)))
@@ -548,8 +550,8 @@ def normalize_attribute(
 ) -> CustomAttribute:
     """Check one attribute (the seed's ``{"type", "key", "value", "source"?}``) and normalise it.
 
-    A :class:`CustomAttribute` is checked again the same way (cheap, and it may have been built by
-    hand); ``default_source`` applies whenever the attribute has no source.
+    A :class:`CustomAttribute` built by hand is checked again the same way; one this function made
+    is returned as it is. ``default_source`` applies whenever the attribute has no source.
 
     :param customer: label of the customer, used in every error.
     :param allow_clear: accept ``value: None``, meaning "remove this attribute".
@@ -557,6 +559,12 @@ def normalize_attribute(
     :raises ChartMogulValidationError: naming the customer, the key, the value and the rule.
     """
     if isinstance(raw, CustomAttribute):
+        if (
+            raw._checked
+            and (raw.value is not None or allow_clear)
+            and (raw.source is not None or default_source is None)
+        ):
+            return raw
         raw = {"type": raw.type, "key": raw.key, "value": raw.value, "source": raw.source}
     if not isinstance(raw, Mapping):
         raise ChartMogulValidationError(
@@ -604,7 +612,7 @@ def normalize_attribute(
         source = _check_source(default_source, customer=customer, key=key)
     if value is None:
         if allow_clear:
-            return CustomAttribute(type_, key, None, source)
+            return CustomAttribute(type_, key, None, source, True)
         raise ChartMogulValidationError(
             f"value is required for a {type_} attribute (None is only accepted when clearing is allowed)",
             customer=customer,
@@ -618,7 +626,7 @@ def normalize_attribute(
         raise ChartMogulValidationError(
             str(exc), customer=customer, key=key, value=value, has_value=True
         ) from None
-    return CustomAttribute(type_, key, normalised, source)
+    return CustomAttribute(type_, key, normalised, source, True)
 
 
 def normalize_custom(

@@ -230,6 +230,17 @@ def test_custom_attribute_built_by_hand_is_checked_again() -> None:
         normalize_attribute(CustomAttribute("Integer", "age", "eight"), customer=CUSTOMER)
 
 
+def test_a_checked_attribute_is_not_checked_twice() -> None:
+    checked = normalize_attribute({"type": "integer", "key": "age", "value": "8"})
+    assert checked == CustomAttribute("Integer", "age", 8)
+    assert normalize_attribute(checked) is checked
+    # unless the call asks for something the first check did not do
+    assert normalize_attribute(checked, default_source="airflow").source == "airflow"
+    cleared = normalize_attribute({"type": "Integer", "key": "age", "value": None}, allow_clear=True)
+    with pytest.raises(ChartMogulValidationError, match="value is required"):
+        normalize_attribute(cleared)
+
+
 def test_empty_custom_list_is_valid() -> None:
     assert normalize_custom([]) == []
     assert normalize_custom(()) == []
@@ -556,6 +567,8 @@ def test_valid_customer_uuids(uuid: str) -> None:
         (" ", "whitespace"),
         ("cus_1 ", "whitespace"),
         ("a\tb", "whitespace"),
+        ("a\u00a0b", "whitespace"),
+        ("a\u2028b", "whitespace"),
         ("a\x00b", "control characters"),
         ("a\u200bb", "control characters"),
         ("a/b", "safe in a URL path"),
