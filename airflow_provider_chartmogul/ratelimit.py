@@ -97,12 +97,12 @@ class RateLimiter:
             self._next_slot = slot + self._interval()
             window = self._window
             earlier = window[0] if self._windowed and len(window) == window.maxlen else None
+            if earlier is not None:
+                slot = max(slot, earlier.at + 1.0 + WINDOW_MARGIN)
             mine = _Send(slot)
             window.append(mine)
         waited = 0.0
         while True:
-            if earlier is not None:
-                slot = max(slot, earlier.at + 1.0 + WINDOW_MARGIN)
             if slot > now:
                 self._sleep(slot - now)
                 waited += slot - now
@@ -111,9 +111,10 @@ class RateLimiter:
                 if earlier is not None and not earlier.sent:
                     # Rare: the request floor(rate) places earlier has not gone yet (it woke up
                     # late, or more threads wait than a second holds). Look again shortly.
-                    slot = now + self._interval()
+                    slot = max(now + self._interval(), earlier.at + 1.0 + WINDOW_MARGIN)
                     continue
                 if earlier is not None and now < earlier.at + 1.0 + WINDOW_MARGIN - _ROUNDING:
+                    slot = earlier.at + 1.0 + WINDOW_MARGIN  # it went out later than planned
                     continue
                 mine.at = now
                 mine.sent = True
