@@ -32,14 +32,16 @@ WINDOW_MARGIN = 0.01
 _ROUNDING = 1e-6
 
 
-class _Send:
-    """One request's place: its planned send time until it is sent, then its actual one."""
+class Slot:
+    """One request's place in line: its planned send time until it is released, then the time it
+    went out (see :meth:`RateLimiter.mark_written`)."""
 
-    __slots__ = ("at", "sent")
+    __slots__ = ("at", "sent", "waited")
 
     def __init__(self, at: float) -> None:
         self.at = at
         self.sent = False
+        self.waited = 0.0
 
 
 class RateLimiter:
@@ -70,7 +72,7 @@ class RateLimiter:
         self._next_slot = 0.0
         # The last floor(rate) requests to take a slot, in the order they took it.
         size = max(1, math.floor(self.max_rate))
-        self._window: deque[_Send] = deque(maxlen=size)
+        self._window: deque[Slot] = deque(maxlen=size)
         self._windowed = self.max_rate >= 1
         self._window_interval = (1.0 + WINDOW_MARGIN) / size if self._windowed else 0.0
         self._lock = threading.Lock()
@@ -91,6 +93,10 @@ class RateLimiter:
 
     def acquire(self) -> float:
         """Block until this caller may send; return the seconds waited."""
+        return self.acquire_slot().waited
+
+    def acquire_slot(self) -> Slot:
+        """Block until this caller may send; its :class:`Slot` (``waited`` says how long)."""
         with self._lock:
             now = self._clock()
             slot = max(now, self._next_slot)
@@ -99,7 +105,7 @@ class RateLimiter:
             earlier = window[0] if self._windowed and len(window) == window.maxlen else None
             if earlier is not None:
                 slot = max(slot, earlier.at + 1.0 + WINDOW_MARGIN)
-            mine = _Send(slot)
+            mine = Slot(slot)
             window.append(mine)
         waited = 0.0
         while True:
@@ -118,8 +124,17 @@ class RateLimiter:
                     continue
                 mine.at = now
                 mine.sent = True
+                mine.waited = waited
                 self.total_wait += waited
-                return waited
+                return mine
+
+    def mark_written(self, slot: Slot) -> None:
+        """The request has been handed to the network: time it from now, not from its release.
+
+        A thread can stall between its release and the write (another thread's work, a garbage
+        collection); the requests a window later then wait for the actual write.
+        """
+        slot.at = max(slot.at, self._clock())
 
     def _interval(self) -> float:
         """Seconds between slots: ``1 / rate``, and never so short that the window would bind."""

@@ -11,8 +11,10 @@ connection pool of the session's own adapter: the same pool, connections and TLS
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -66,6 +68,25 @@ class NoAnswer(Exception):
         self.tls = tls
 
 
+# The callback of the request this thread is sending, run once its bytes are written.
+_sending = threading.local()
+
+
+@functools.cache
+def _reporting_writes(connection_class: type[Any]) -> type[Any]:
+    """``connection_class``, also calling this thread's ``on_written`` once a request is written."""
+
+    class ReportingWrites(connection_class):  # type: ignore[misc,valid-type]
+        def request(self, *args: Any, **kwargs: Any) -> None:
+            super().request(*args, **kwargs)
+            on_written = getattr(_sending, "on_written", None)
+            if on_written is not None:
+                on_written()
+
+    ReportingWrites.__name__ = ReportingWrites.__qualname__ = f"ReportingWrites{connection_class.__name__}"
+    return ReportingWrites
+
+
 class Transport:
     """Sends requests to one ChartMogul base URL through one pooled ``requests.Session``.
 
@@ -117,9 +138,11 @@ class Transport:
         self._pool = self._connection_pool()
 
     def _connection_pool(self) -> urllib3.HTTPConnectionPool:
-        return self._adapter.get_connection_with_tls_context(
+        pool = self._adapter.get_connection_with_tls_context(
             self._template, verify=self._settings.verify, proxies=self.session.proxies
         )
+        pool.ConnectionCls = _reporting_writes(pool.ConnectionCls)
+        return pool
 
     def send(
         self,
@@ -128,12 +151,15 @@ class Transport:
         *,
         json_body: Any = None,
         params: Mapping[str, Any] | None = None,
+        on_written: Callable[[], None] | None = None,
     ) -> Answer:
         """Send one request and read its whole answer.
 
         :param path: the path under the base URL, starting with ``/``; callers encode segments.
         :param json_body: sent as ``application/json`` when not None.
         :param params: the query string.
+        :param on_written: called once the request has been written to the connection, before
+            the answer is read.
         :raises NoAnswer: when no HTTP answer came.
         :raises ValueError: ``json_body`` cannot be JSON (NaN or infinity, say).
         """
@@ -147,6 +173,7 @@ class Transport:
             headers["Content-Length"] = str(len(body))
             headers["Content-Type"] = "application/json"
         headers["Authorization"] = self._authorization
+        _sending.on_written = on_written
         try:
             try:
                 response = self._urlopen(method, url, body, headers)
@@ -159,6 +186,8 @@ class Transport:
             raise NoAnswer("SSLError", tls=True) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise NoAnswer(type(exc).__name__) from None
+        finally:
+            _sending.on_written = None
         return Answer(response.status, response.headers, response.data)
 
     def _urlopen(

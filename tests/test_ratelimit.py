@@ -159,6 +159,22 @@ def test_a_late_wake_up_cannot_crowd_a_window() -> None:
     assert calls["n"] <= 40
 
 
+def test_a_request_written_late_holds_the_one_a_window_after_it() -> None:
+    """A thread stalls 0.3 s between its release and writing its request (another thread's work,
+    a garbage collection): the request a window later is timed from the write, not the release."""
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock=clock, sleep=clock.sleep)
+    first = limiter.acquire_slot()
+    clock.now += 0.3
+    limiter.mark_written(first)
+    written = clock.now
+    for _ in range(9):
+        limiter.acquire()
+    assert clock.now < written + 1.0
+    limiter.acquire()  # the 11th request: ten places after the first
+    assert clock.now >= written + 1.0 + WINDOW_MARGIN - 1e-9
+
+
 def test_answers_to_requests_sent_before_a_cut_do_not_cut_again() -> None:
     clock = FakeClock()
     limiter = RateLimiter(40, clock=clock, sleep=clock.sleep)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -70,6 +71,23 @@ def test_other_urls_through_get_conn_leave_the_api_pool_alone(
         hook.get_conn().get(f"{other.url}/v1/ping", timeout=5)
         assert hook.add_custom_attributes(customer, CUSTOM) == {"channel": "Facebook"}
     assert len(chartmogul_conn.requests) == 2
+
+
+def test_on_written_runs_once_after_the_request_is_written_and_before_the_answer(
+    chartmogul_conn: ChartMogulServer, customer: str
+) -> None:
+    chartmogul_conn.configure(latency=0.2)
+    calls: list[float] = []
+    with ChartMogulHook() as hook:
+        hook.ping()
+        transport = hook._get_transport()
+        before = time.monotonic()
+        transport.send("GET", "/v1/ping", on_written=lambda: calls.append(time.monotonic()))
+        after = time.monotonic()
+        transport.send("GET", "/v1/ping")  # no callback left behind for the next request
+    assert len(calls) == 1
+    # written at once; the answer took the server's 0.2 s after that
+    assert before <= calls[0] < after - 0.15
 
 
 # ---- through an HTTP proxy from the environment ---------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import functools
 import json
 import random
 import threading
@@ -263,10 +264,17 @@ class ChartMogulHook(BaseHook):
         with self._in_flight:
             # Through the limiter last, once a connection is free: the time between the slot and
             # the request reaching ChartMogul is then as short and as even as it can be.
-            self._limiter.acquire()
-            sent_at = self._limiter.now()
+            limiter = self._limiter
+            slot = limiter.acquire_slot()
+            sent_at = slot.at
             try:
-                answer = transport.send(method, path, json_body=json_body, params=params)
+                answer = transport.send(
+                    method,
+                    path,
+                    json_body=json_body,
+                    params=params,
+                    on_written=functools.partial(limiter.mark_written, slot),
+                )
             except NoAnswer as exc:
                 self.stats.count(None)
                 if exc.tls:
