@@ -1,17 +1,13 @@
-"""Helpers shared by the reliability tests: typed customer records, a server in a child process,
-operator runs, and the checks for secrets."""
+"""Helpers shared by the reliability tests: typed customer records, operator runs, and the checks
+for secrets."""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
 import json
-import select
-import subprocess
-import sys
 import traceback
-import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 from airflow_provider_chartmogul.operators.custom_attributes import (
@@ -142,83 +138,3 @@ def redact(text: str) -> str:
     except ImportError:  # Airflow 2
         from airflow.utils.log.secrets_masker import redact as _redact  # type: ignore[no-redef]
     return str(_redact(text))
-
-
-# ---- the server in a child process ---------------------------------------------------------------
-
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-class ServerProcess:
-    """The project's ChartMogul-compatible server run as ``python -m ...testing.server`` in a child
-    process, so it has a CPU core of its own while the test process pushes; driven through the
-    server's ``/_testing/`` admin endpoints."""
-
-    def __init__(self, api_key: str, *, slow_seconds: float) -> None:
-        self._argv = [
-            sys.executable,
-            "-m",
-            "airflow_provider_chartmogul.testing.server",
-            "--port",
-            "0",
-            "--api-key",
-            api_key,
-            "--slow-seconds",
-            str(slow_seconds),
-            "--quiet",
-        ]
-        self._process: subprocess.Popen[str] | None = None
-        self.url = ""
-
-    def __enter__(self) -> ServerProcess:
-        self._process = subprocess.Popen(
-            self._argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-        )
-        assert self._process.stdout is not None
-        ready, _, _ = select.select([self._process.stdout], [], [], 30)
-        line = self._process.stdout.readline() if ready else ""
-        if "listening on" not in line:
-            self.__exit__()
-            raise RuntimeError(f"the test server did not start: {line!r}")
-        self.url = line.strip().rsplit(" ", 1)[-1]
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
-
-    def admin(self, method: str, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            f"{self.url}/_testing/{path}",
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"},
-        )
-        with _NO_PROXY.open(request, timeout=60) as answer:
-            return json.load(answer)
-
-    def add_customers(self, customers: list[Mapping[str, Any]]) -> None:
-        self.admin("POST", "customers", list(customers))
-
-    def configure(self, **settings: Any) -> None:
-        self.admin("POST", "config", settings)
-
-    def requests(self) -> list[dict[str, Any]]:
-        return self.admin("GET", "requests")
-
-    def custom_attributes(self) -> dict[str, dict[str, Any]]:
-        """uuid -> custom map, for every customer."""
-        return {c["uuid"]: c["attributes"]["custom"] for c in self.admin("GET", "customers")}
-
-    def definitions(self) -> dict[str, str]:
-        return self.admin("GET", "definitions")

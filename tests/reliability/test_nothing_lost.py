@@ -36,12 +36,12 @@ from tests.conftest import API_KEY
 from tests.reliability._support import (
     CUSTOM_PATH,
     TYPED_DEFINITIONS,
-    ServerProcess,
     run_operator,
     stored_values,
     typed_record,
     uuid_of_custom_path,
 )
+from tests.server_process import ServerProcess
 
 VALID = 1000
 INVALID_EVERY = 20  # one invalid record before every 20th valid one: 50 in all
