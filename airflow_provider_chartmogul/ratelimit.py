@@ -79,17 +79,12 @@ class RateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._last_cut = float("-inf")
-        self.total_wait = 0.0
         self.slow_downs = 0
 
     @property
     def rate(self) -> float:
         """The rate in force now (below ``max_rate`` after a slow-down)."""
         return self._rate
-
-    def now(self) -> float:
-        """This limiter's clock."""
-        return self._clock()
 
     def acquire(self) -> float:
         """Block until this caller may send; return the seconds waited."""
@@ -125,7 +120,6 @@ class RateLimiter:
                 mine.at = now
                 mine.sent = True
                 mine.waited = waited
-                self.total_wait += waited
                 return mine
 
     def mark_written(self, slot: Slot) -> None:

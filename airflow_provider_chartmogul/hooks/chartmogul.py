@@ -56,7 +56,6 @@ class RequestStats:
     retries: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
     connection_errors: int = 0
-    rate_limit_wait: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count(self, status: int | None) -> None:
