@@ -180,7 +180,9 @@ class Runner:
         )
 
     def server(self, name: str, **kwargs: Any) -> ServerProcess:
-        return ServerProcess(log_path=self.workdir / f"server-{name}.log", env=self.base_env, **kwargs)
+        return ServerProcess(
+            api_key=API_KEY, log_path=self.workdir / f"server-{name}.log", env=self.base_env, **kwargs
+        )
 
     def run_case(
         self, case: str, spec: dict[str, Any], *, timeout: float, env: dict[str, str] | None = None

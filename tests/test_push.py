@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from airflow_provider_chartmogul.operators.custom_attributes import AddCustomAttributesOperator
+from airflow_provider_chartmogul.testing.process import ServerProcess
 from airflow_provider_chartmogul.testing.server import ChartMogulServer
 from tests.conftest import API_KEY, connection_json
-from tests.server_process import ServerProcess
 
 
 def max_in_any_window(starts: list[float], window: float = 1.0) -> int:
@@ -34,7 +34,7 @@ def uuids(chartmogul_conn: ChartMogulServer) -> list[str]:
 
 @pytest.fixture(scope="module")
 def _server_process() -> Iterator[ServerProcess]:
-    with ServerProcess(API_KEY) as server:
+    with ServerProcess(api_key=API_KEY) as server:
         yield server
 
 
@@ -55,7 +55,7 @@ def test_never_more_than_the_configured_rate_in_any_second(separate_server: Serv
         task_id="push", customers=records(uuids), max_requests_per_second=25, max_connections=10
     ).execute(context={})
     assert report["succeeded"] == 100
-    starts = [r["started"] for r in separate_server.requests()]
+    starts = [r["started"] for r in separate_server.request_log()]
     assert len(starts) == 100
     assert max_in_any_window(starts) <= 25
     # and it is not much slower than the rate allows: 100 requests at 25/s take about 4 s
@@ -68,7 +68,7 @@ def test_defaults_stay_under_chartmoguls_limits(separate_server: ServerProcess) 
     report = AddCustomAttributesOperator(task_id="push", customers=records(uuids)).execute(context={})
     assert report["succeeded"] == 150
     assert report["requests"]["rate_limited"] == report["requests"]["too_many_connections"] == 0
-    logged = separate_server.requests()
+    logged = separate_server.request_log()
     assert {r["status"] for r in logged} == {200}
     assert max_in_any_window([r["started"] for r in logged]) <= 40
     assert separate_server.stats()["max_in_flight"] <= 10

@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_chartmogul.ratelimit import RateLimiter
+from airflow_provider_chartmogul.testing.process import ServerProcess
 from airflow_provider_chartmogul.testing.server import FAULT_KINDS
 from tests.conftest import API_KEY
 from tests.reliability._support import (
@@ -41,7 +42,6 @@ from tests.reliability._support import (
     typed_record,
     uuid_of_custom_path,
 )
-from tests.server_process import ServerProcess
 
 VALID = 1000
 INVALID_EVERY = 20  # one invalid record before every 20th valid one: 50 in all
@@ -148,7 +148,7 @@ def _push(run: FaultRun, server: ServerProcess) -> FaultRun:
         deadline = time.monotonic() + SLOW_SECONDS + 5
         while server.admin("GET", "stats")["in_flight"] and time.monotonic() < deadline:
             time.sleep(0.1)
-        run.log = server.requests()
+        run.log = server.request_log()
         run.state = {uuid: custom for uuid, custom in server.custom_attributes().items() if custom}
         run.definitions = server.definitions()
     except BaseException as exc:  # reported by the test of this kind
@@ -163,7 +163,7 @@ def fault_runs() -> Iterator[dict[str, FaultRun]]:
     with ExitStack() as stack, pytest.MonkeyPatch.context() as monkeypatch:
         servers: dict[str, ServerProcess] = {}
         for seed, (kind, faults) in enumerate(RUNS.items()):
-            server = stack.enter_context(ServerProcess(API_KEY, slow_seconds=SLOW_SECONDS))
+            server = stack.enter_context(ServerProcess(api_key=API_KEY, slow_seconds=SLOW_SECONDS))
             server.add_customers(customers)
             server.configure(faults=faults, fault_seed=seed)
             monkeypatch.setenv(
