@@ -137,4 +137,14 @@ class ChartMogulTLSError(ChartMogulFatalError):
     """The server's TLS certificate was refused; nothing was sent."""
 
 
+class ChartMogulUnavailableError(ChartMogulFatalError):
+    """The circuit breaker opened: nothing succeeded for a while (connection refused, every answer
+    a 5xx), so the run stops instead of retrying every remaining customer."""
+
+
+class ChartMogulCancelledError(ChartMogulFatalError):
+    """The hook was cancelled (``ChartMogulHook.cancel()``: ``on_kill``, a timeout): no new request
+    starts after it."""
+
+
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 524})

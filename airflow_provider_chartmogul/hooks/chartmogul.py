@@ -28,6 +28,7 @@ from airflow_provider_chartmogul.exceptions import (
     RETRYABLE_STATUSES,
     ChartMogulAPIError,
     ChartMogulAuthError,
+    ChartMogulCancelledError,
     ChartMogulTLSError,
     ChartMogulValidationError,
 )
@@ -162,6 +163,8 @@ class ChartMogulHook(BaseHook):
         self._in_flight: threading.BoundedSemaphore | None = None
         self._retrying: tenacity.Retrying | None = None
         self._setup_lock = threading.Lock()
+        self._cancelled = threading.Event()
+        self._cancel_reason = ""
         self.stats = RequestStats()
 
     def __repr__(self) -> str:
@@ -243,6 +246,24 @@ class ChartMogulHook(BaseHook):
                 transport = self._transport
         return transport
 
+    def cancel(self, reason: str = "the task was stopped") -> None:
+        """Stop this hook: no new request starts after it, and callers waiting for a send slot or a
+        retry wake at once; each raises :class:`ChartMogulCancelledError`. Requests already in
+        flight end within their deadline. Safe to call from any thread (``on_kill``)."""
+        self._cancel_reason = reason
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether :meth:`cancel` was called."""
+        return self._cancelled.is_set()
+
+    def _check_cancelled(self, method: str, path: str) -> None:
+        if self._cancelled.is_set():
+            raise ChartMogulCancelledError(
+                f"not sent: {self._cancel_reason}", method=method, path=path, retryable=True
+            )
+
     def close(self) -> None:
         """Close the pooled connections."""
         if self._transport is not None:
@@ -258,6 +279,7 @@ class ChartMogulHook(BaseHook):
     # ---- requests --------------------------------------------------------------------------------
 
     def _attempt(self, method: str, path: str, json_body: JSON, params: Mapping[str, Any] | None) -> Any:
+        self._check_cancelled(method, path)
         transport = self._get_transport()
         assert self._limiter is not None and self._in_flight is not None
         with self._in_flight:
