@@ -11,7 +11,8 @@ PYTEST_ARGS ?=
 $(VENV)/.installed: pyproject.toml Makefile
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
 	$(UV) venv --allow-existing --quiet -p 3.11 $(VENV)
-	$(UV) pip install --quiet -p $(BIN)/python "apache-airflow==$(AIRFLOW_VERSION)" -e ".[test,postgres,dev,browser]"
+	$(UV) pip install --quiet -p $(BIN)/python "apache-airflow==$(AIRFLOW_VERSION)" \
+		-e ".[sql,postgres,openlineage]" --group test --group dev --group browser
 	@touch $@
 
 install: $(VENV)/.installed
