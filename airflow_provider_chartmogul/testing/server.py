@@ -86,7 +86,10 @@ an nginx-style text/html page; ``"503"`` JSON ``{"code": 503, "message": "Servic
 unavailable", "param": null}``; ``"html"`` 500 with a Rails-style text/html page; ``"text"`` 500
 with an envoy-style text/plain line; ``"bad_json"`` 200 with truncated JSON; ``"drop"`` closes
 the connection without an answer; ``"slow"`` waits ``slow_seconds`` then closes without an
-answer. **A faulted request never changes state**: the fault is decided before the request is
+answer; ``"trickle"`` (slow loris) sends a 500's status line and headers at once, then its 26-byte
+body one byte every ``trickle_seconds`` (default 1.5) until done or the client hangs up, and
+``stats()["trickles"]`` says when each ended (server time) and whether the client hung up.
+**A faulted request never changes state**: the fault is decided before the request is
 authenticated, routed or applied, so a write that met a fault was not applied (a client that
 retries it is safe). The same holds for ``fail_customer`` answers, 429 and 503 rejections.
 Every path outside ``/_testing/`` is an API path (unknown ones answer 404) and goes through
@@ -189,6 +192,7 @@ from airflow_provider_chartmogul.testing._server_store import (
     validate_key,
     validate_type,
 )
+from airflow_provider_chartmogul.testing._trickle import TRICKLE_BODY, Trickle, send_trickled
 
 __all__ = [
     "ATTRIBUTE_TYPES",
@@ -199,7 +203,19 @@ __all__ = [
     "main",
 ]
 
-FAULT_KINDS: tuple[str, ...] = ("429", "500", "502", "503", "504", "drop", "slow", "html", "text", "bad_json")
+FAULT_KINDS: tuple[str, ...] = (
+    "429",
+    "500",
+    "502",
+    "503",
+    "504",
+    "drop",
+    "slow",
+    "html",
+    "text",
+    "bad_json",
+    "trickle",
+)
 ROLES: tuple[str, ...] = ("read-write", "read-only")
 DEFAULT_PER_PAGE = 50
 MAX_PER_PAGE = 200
@@ -318,6 +334,7 @@ class _Settings:
     type_conflict: str = "error"
     delete_status: int = 200
     record_requests: bool = True
+    trickle_seconds: float = 1.5
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -332,6 +349,7 @@ class _Settings:
             "type_conflict": self.type_conflict,
             "delete_status": self.delete_status,
             "record_requests": self.record_requests,
+            "trickle_seconds": self.trickle_seconds,
         }
 
 
@@ -345,6 +363,7 @@ class _Answer:
     headers: list[tuple[str, str]] = field(default_factory=list)
     fault: str | None = None
     linger: float = 0.0  # seconds to wait before closing, for the "slow" fault
+    trickle: bool = False  # send the body byte by byte (the "trickle" fault)
 
 
 @dataclass
@@ -423,7 +442,7 @@ def _validate_settings(current: _Settings, changes: Mapping[str, Any]) -> _Setti
             if role not in ROLES:
                 raise ValueError(f"role of API key {key!r} must be one of {ROLES}, got {role!r}")
         values["api_keys"] = keys
-    for name in ("latency", "slow_seconds"):
+    for name in ("latency", "slow_seconds", "trickle_seconds"):
         if name in values:
             values[name] = float(values[name])
             if values[name] < 0:
@@ -595,6 +614,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send_answer(self, answer: _Answer) -> None:
         """Write status line, headers and body in one write (no Nagle/delayed-ACK stalls)."""
+        head, body = self.encode_answer(answer)
+        try:
+            self.wfile.write(head + body)
+        except OSError:
+            self.close_connection = True
+            return
+        if self.server.owner._verbose:
+            assert answer.status is not None
+            self.log_request(answer.status, len(body))
+
+    def encode_answer(self, answer: _Answer) -> tuple[bytes, bytes]:
+        """The status line and headers, and the body, as sent."""
         assert answer.status is not None
         status = answer.status
         lines = [
@@ -612,14 +643,7 @@ class _Handler(BaseHTTPRequestHandler):
         lines.extend(f"{name}: {value}" for name, value in answer.headers)
         if self.close_connection:
             lines.append("Connection: close")
-        payload = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-        try:
-            self.wfile.write(payload)
-        except OSError:
-            self.close_connection = True
-            return
-        if self.server.owner._verbose:
-            self.log_request(status, len(body))
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), body
 
 
 class ChartMogulServer:
@@ -835,7 +859,8 @@ class ChartMogulServer:
         ``total``, ``by_status`` (int status -> count; string keys over ``/_testing/stats``),
         ``dropped`` (no answer), ``faults`` (kind -> count, "fail_customer" included),
         ``faults_injected``, ``rate_limited``, ``parallel_rejected``, ``in_flight``,
-        ``max_in_flight``.
+        ``max_in_flight``, ``trickles`` (one dict per "trickle" fault: ``path``, ``started``,
+        ``ended``, ``held``, ``bytes_sent``, ``body_bytes``, ``hung_up``).
         """
         with self._lock:
             counters = self._counters
@@ -849,12 +874,14 @@ class ChartMogulServer:
                 "parallel_rejected": counters["parallel_rejected"],
                 "in_flight": self._in_flight,
                 "max_in_flight": self._max_in_flight,
+                "trickles": [trickle.to_json() for trickle in self._trickles],
             }
 
     def _reset_counters(self) -> None:
         self._counters = {"total": 0, "dropped": 0, "rate_limited": 0, "parallel_rejected": 0}
         self._by_status: dict[int, int] = {}
         self._fault_counts: dict[str, int] = {}
+        self._trickles: list[Trickle] = []
         self._max_in_flight = self._in_flight
 
     def reset(self) -> None:
@@ -985,13 +1012,31 @@ class ChartMogulServer:
             self._account(
                 handler.command, path, query, body, raw_body, started, api_key, headers, answer, admitted
             )
-            if answer.status is not None:
+            if answer.trickle:
+                handler.close_connection = True
+                self._send_trickled(handler, answer, path, started)
+            elif answer.status is not None:
                 handler.send_answer(answer)
         finally:
             if not accounted:
                 self._account(
                     handler.command, path, query, body, raw_body, started, api_key, headers, answer, admitted
                 )
+
+    def _send_trickled(self, handler: _Handler, answer: _Answer, path: str, started: float) -> None:
+        head, body = handler.encode_answer(answer)
+        handler.wfile.flush()
+        trickle = send_trickled(
+            handler.connection,
+            head,
+            body,
+            self._settings.trickle_seconds,
+            self._stopping,
+            path=path,
+            started=started,
+        )
+        with self._lock:
+            self._trickles.append(trickle)
 
     def _account(
         self,
@@ -1129,6 +1174,8 @@ class ChartMogulServer:
             return _Answer(None, fault=kind, linger=settings.slow_seconds)
         if kind == "bad_json":
             return _Answer(200, _BAD_JSON, JSON_TYPE, fault=kind)
+        if kind == "trickle":
+            return _Answer(500, TRICKLE_BODY, JSON_TYPE, fault=kind, trickle=True)
         if kind == "html":
             return _Answer(500, _RAILS_500_PAGE.encode(), HTML_TYPE, fault=kind)
         if kind == "text":

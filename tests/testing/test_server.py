@@ -7,6 +7,7 @@ import json
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -686,6 +687,36 @@ def test_each_fault_kind_leaves_state_unchanged(
     assert server.stats()["faults"] == {kind: 1}
     normal = api.post(custom_path(server), json=SEED_BODY)
     assert normal.status_code == 200 and normal.json() == {"custom": {"channel": "Facebook", "age": 8}}
+
+
+def test_trickle_fault_sends_the_body_byte_by_byte_and_changes_nothing(
+    server: ChartMogulServer, api: requests.Session
+) -> None:
+    server.configure(trickle_seconds=0.01)
+    server.add_customer(uuid=SEED_UUID)
+    server.queue_faults(["trickle"])
+    response = api.post(custom_path(server), json=SEED_BODY)
+    assert response.status_code == 500 and response.headers["Connection"] == "close"
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert len(response.content) == int(response.headers["Content-Length"]) == 26
+    assert server.requests[0].fault == "trickle" and server.requests[0].status == 500
+    assert server.custom_attributes(SEED_UUID) == {}
+    (trickle,) = server.stats()["trickles"]
+    assert trickle["bytes_sent"] == trickle["body_bytes"] == 26 and not trickle["hung_up"]
+    assert trickle["path"] == f"/v1/customers/{SEED_UUID}/attributes/custom"
+    assert api.post(custom_path(server), json=SEED_BODY).status_code == 200
+
+
+def test_trickle_fault_notices_the_client_hanging_up(server: ChartMogulServer) -> None:
+    server.configure(trickle_seconds=0.2)
+    server.queue_faults(["trickle"])
+    with socket.create_connection((server.host, server.port), timeout=5) as client:
+        client.sendall(b"GET /v1/ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert client.recv(12) == b"HTTP/1.1 500"
+    wait_for(lambda: bool(server.stats()["trickles"]))
+    (trickle,) = server.stats()["trickles"]
+    assert trickle["hung_up"] and trickle["bytes_sent"] < trickle["body_bytes"]
+    assert trickle["ended"] >= trickle["started"]
 
 
 def test_queue_faults_in_order_then_normal(server: ChartMogulServer, api: requests.Session) -> None:
