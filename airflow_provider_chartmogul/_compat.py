@@ -13,9 +13,29 @@ try:  # Airflow 3 (airflow.utils.log.secrets_masker is gone in 3.3)
 except ImportError:  # Airflow 2
     from airflow.utils.log.secrets_masker import mask_secret  # type: ignore[no-redef]
 
-try:
-    from airflow.sdk.exceptions import AirflowException
-except ImportError:
-    from airflow.exceptions import AirflowException  # type: ignore[no-redef,assignment]
+# Both from one module, so that AirflowFailException subclasses the AirflowException used here.
+try:  # Airflow 3.2+
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+except ImportError:  # Airflow 2, 3.0 and 3.1
+    from airflow.exceptions import (  # type: ignore[no-redef,assignment]
+        AirflowException,
+        AirflowFailException,
+    )
 
-__all__ = ["AirflowException", "BaseHook", "BaseOperator", "mask_secret"]
+# A value of a templated field wrapped in it is used as it is, never rendered.
+try:  # Airflow 3
+    from airflow.sdk import literal
+except ImportError:  # Airflow 2.8+
+    from airflow.template.templater import LiteralValue as literal  # type: ignore[no-redef,assignment]
+
+LiteralValue: type = type(literal(None))
+
+__all__ = [
+    "AirflowException",
+    "AirflowFailException",
+    "BaseHook",
+    "BaseOperator",
+    "LiteralValue",
+    "literal",
+    "mask_secret",
+]

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_provider_chartmogul._compat import BaseHook
+from airflow_provider_chartmogul.redaction import scrub
 
 DEAD_LETTER_COLUMNS = (
     "dag_id",
@@ -76,7 +77,7 @@ def write_dead_letters(
             failure.get("customer_uuid"),
             failure.get("stage"),
             failure.get("status"),
-            failure.get("error"),
+            scrub(failure.get("error") or "") or None,
             json.dumps(failure.get("record"), default=str),
         )
         for failure in failures

@@ -3,6 +3,9 @@
 Seen shapes (see the API notes): ``{"code", "message", "param"}``, ``{"error": str}``,
 ``{"errors": {field: msg}}``, a Rails-style body with ``error_details``, and plain text or HTML
 on 5xx answers from proxies.
+
+Both functions scrub the API key (see :mod:`~airflow_provider_chartmogul.redaction`) from the
+whole text before cutting it, so a key an answer echoes cannot leak, even in part.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import html
 import json
 import re
 from typing import Any
+
+from airflow_provider_chartmogul.redaction import scrub
 
 MAX_BODY_CHARS = 500
 #: How much of a non-JSON error body is scanned for a message.
@@ -23,7 +28,8 @@ _HTML_SKIP = re.compile(r"<(script|style|head)\b.*?(?:</\1>|\Z)", re.IGNORECASE 
 
 
 def shorten_text(text: str, limit: int = MAX_BODY_CHARS) -> str:
-    """``text`` cut to ``limit`` characters, with a marker saying how long it was."""
+    """``text`` without secrets, cut to ``limit`` characters, with a marker saying how long it was."""
+    text = scrub(text)
     if len(text) <= limit:
         return text
     return f"{text[:limit]}... ({len(text)} chars)"
@@ -67,7 +73,7 @@ def _text_from_html(body: str) -> str:
 
 def error_message(body: str, content_type: str | None = None) -> str:
     """The most useful one-line message in an error answer's body, shortened; never empty."""
-    stripped = body.strip()
+    stripped = scrub(body).strip()
     if not stripped:
         return "(empty body)"
     try:

@@ -9,15 +9,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_provider_chartmogul._compat import AirflowException
+from airflow_provider_chartmogul._compat import AirflowException, AirflowFailException
+from airflow_provider_chartmogul.redaction import scrub
 
 
 def shorten(value: Any, limit: int = 60) -> str:
-    """``repr`` of ``value``, cut to ``limit`` characters so errors and logs stay readable."""
+    """``repr`` of ``value``, cut to ``limit`` characters so errors and logs stay readable.
+
+    The length given for a cut string is the string's own (as in "at most 255 characters, got
+    300"), not that of its quoted ``repr``.
+    """
     text = repr(value)
     if len(text) <= limit:
         return text
-    return f"{text[: limit - 12]}...({len(text)} chars)"
+    size = len(value) if isinstance(value, str) else len(text)
+    return f"{text[: limit - 12]}...({size} chars)"
 
 
 class ChartMogulValidationError(ValueError):
@@ -81,10 +87,10 @@ class ChartMogulAPIError(AirflowException):
         retryable: bool | None = None,
     ) -> None:
         self.status = status
-        self.api_message = message
+        self.api_message = scrub(message)
         self.method = method
         self.path = path
-        self.body = body
+        self.body = scrub(body) if body is not None else None
         self.attempts = attempts
         self.retryable = (
             retryable if retryable is not None else status is None or status in RETRYABLE_STATUSES
@@ -99,7 +105,8 @@ class ChartMogulAPIError(AirflowException):
         where = f"ChartMogul {self.method} {self.path}" if self.method else "ChartMogul"
         status = f"HTTP {self.status}" if self.status is not None else "no answer"
         tries = f" after {self.attempts} attempts" if self.attempts > 1 else ""
-        return f"{where} failed ({status}{tries}): {self.api_message}"
+        # api_message may have been extended since __init__ (see refresh_message).
+        return scrub(f"{where} failed ({status}{tries}): {self.api_message}")
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (
@@ -129,12 +136,14 @@ class ChartMogulFatalError(ChartMogulAPIError):
     cannot help, so a run stops at once."""
 
 
-class ChartMogulAuthError(ChartMogulFatalError):
-    """401 or 403: the key is wrong, or read-only and may not write."""
+class ChartMogulAuthError(ChartMogulFatalError, AirflowFailException):
+    """401 or 403: the key is wrong, or read-only and may not write. An ``AirflowFailException``:
+    Airflow does not retry a task that raises it, since a retry cannot succeed either."""
 
 
-class ChartMogulTLSError(ChartMogulFatalError):
-    """The server's TLS certificate was refused; nothing was sent."""
+class ChartMogulTLSError(ChartMogulFatalError, AirflowFailException):
+    """The server's TLS certificate was refused; nothing was sent. An ``AirflowFailException``, as
+    for :class:`ChartMogulAuthError`."""
 
 
 class ChartMogulUnavailableError(ChartMogulFatalError):

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from airflow_provider_chartmogul.redaction import scrub
+
 Status = Literal["succeeded", "failed", "skipped"]
 Stage = Literal["validation", "resolution", "conflict", "api", "aborted"]
 Action = Literal["added", "changed", "unchanged", "cleared"]
@@ -130,7 +132,7 @@ class RunReport:
                     "customer_uuid": outcome.customer_uuid,
                     "stage": outcome.stage,
                     "status": outcome.http_status,
-                    "error": outcome.error,
+                    "error": scrub(outcome.error) if outcome.error else outcome.error,
                     "record": json_safe(_replayable(outcome.record)),
                 }
             )
@@ -164,7 +166,7 @@ class RunReport:
             "mode": self.mode,
             "dry_run": self.dry_run,
             "failures": self.failures,
-            "aborted": self.aborted,
+            "aborted": scrub(self.aborted) if self.aborted else self.aborted,
         }
         if self.keep_plan:
             out["plan"] = self.plan

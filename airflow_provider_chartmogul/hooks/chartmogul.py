@@ -16,7 +16,7 @@ from urllib.parse import quote
 import requests
 import tenacity
 
-from airflow_provider_chartmogul._compat import BaseHook, mask_secret
+from airflow_provider_chartmogul._compat import BaseHook
 from airflow_provider_chartmogul.attributes import (
     CustomAttribute,
     normalize_custom,
@@ -38,6 +38,7 @@ from airflow_provider_chartmogul.get_provider_info import (
     UI_FIELD_BEHAVIOUR,
 )
 from airflow_provider_chartmogul.ratelimit import RateLimiter
+from airflow_provider_chartmogul.redaction import register_secret
 from airflow_provider_chartmogul.settings import ClientSettings, build_settings
 from airflow_provider_chartmogul.transport import Answer, NoAnswer, Transport
 
@@ -221,7 +222,7 @@ class ChartMogulHook(BaseHook):
                         extra=conn.extra_dejson,
                         overrides=self._overrides,
                     )
-                    mask_secret(settings.api_key)
+                    register_secret(settings.api_key)
                     self._settings = settings
         return self._settings
 

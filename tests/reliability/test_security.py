@@ -551,3 +551,93 @@ def test_a_refused_certificate_stops_a_run_at_once(
     assert report["total"] == report["failed"] == 300, "every record is reported, none silently dropped"
     assert {f["stage"] for f in report["failures"]} <= {"api", "aborted"}
     assert server.seen == []
+
+
+# ---- a server or proxy that echoes the key --------------------------------------------------------
+
+
+def _echo(key: str) -> str:
+    token = base64.b64encode(f"{key}:".encode()).decode()
+    return f"bad request: key {key} rejected; you sent Authorization: Basic {token} (token {token})"
+
+
+@pytest.mark.parametrize("shape", ["text", "json", "long"])
+def test_an_echoed_key_is_scrubbed_everywhere(
+    chartmogul_conn: ChartMogulServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    task_log: Any,
+    shape: str,
+) -> None:
+    server = chartmogul_conn
+    echoing, fine, refused = (server.add_customer()["uuid"] for _ in range(3))
+    echo = _echo(API_KEY)
+    # "long": the key sits across the 500-character cut of the kept body
+    body: Any = {"message": echo} if shape == "json" else ("x" * 480 + echo if shape == "long" else echo)
+    server.fail_customer(echoing, status=400, body=body)
+    db = tmp_path / "dead_letter.db"
+    monkeypatch.setenv("AIRFLOW_CONN_DEAD_LETTER", json.dumps({"conn_type": "sqlite", "host": str(db)}))
+    ti = RecordingTI()
+    report, error = run_operator(
+        customers=[typed_record(echoing, 0), typed_record(fine, 1)],
+        context={"ti": ti},
+        dead_letter_conn_id="dead_letter",
+        dead_letter_table="dl",
+    )
+    assert error is not None and report["failed"] == 1
+    (failure,) = report["failures"]
+    assert failure["status"] == 400 and "***" in failure["error"]
+
+    # a fatal answer that echoes the key: report["aborted"] and the exception
+    server.fail_customer(refused, status=401, body=body)
+    aborted_ti = RecordingTI()
+    aborted, fatal = run_operator(customers=[typed_record(refused, 2)], context={"ti": aborted_ti})
+    assert fatal is not None and aborted["aborted"] and "***" in aborted["aborted"]
+
+    with sqlite3.connect(db) as dead_letter:
+        rows = dead_letter.execute("SELECT error, record FROM dl").fetchall()
+    dead_letter.close()
+    assert rows and "***" in rows[0][0]
+    texts = {
+        "failure": failure["error"],
+        "report": json.dumps(report),
+        "XCom": ti.xcom["return_value"],
+        "aborted report": json.dumps(aborted),
+        "aborted XCom": aborted_ti.xcom["return_value"],
+        "dead letter": json.dumps(rows),
+        "exception": "\n".join(exception_texts(error)),
+        "fatal exception": "\n".join(exception_texts(fatal)),
+        "task log": task_log(),
+    }
+    assert f"customer_uuid={echoing}" in texts["task log"], "the failure was not logged"
+    _assert_no_secret(texts)
+
+
+def test_the_hook_scrubs_an_echoed_key_from_its_errors(chartmogul_conn: ChartMogulServer) -> None:
+    uuid = chartmogul_conn.add_customer()["uuid"]
+    chartmogul_conn.fail_customer(uuid, status=400, body={"error": _echo(API_KEY)})
+    with pytest.raises(ChartMogulAPIError) as info:
+        ChartMogulHook().add_custom_attributes(uuid, [{"type": "String", "key": "plan", "value": "x"}])
+    error = info.value
+    texts = {"message": error.api_message, "body": error.body or ""}
+    _assert_no_secret({**texts, "exception": "\n".join(exception_texts(error))})
+    assert "key *** rejected" in error.api_message
+
+
+def test_redact_masks_the_basic_token_and_header_too(
+    chartmogul_server: ChartMogulServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fresh = f"sk_fresh_{uuid_module.uuid4().hex}_SECRET"
+    token = base64.b64encode(f"{fresh}:".encode()).decode()
+    keys = chartmogul_server.config["api_keys"]
+    chartmogul_server.configure(api_keys={**keys, fresh: "read-write"})
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_FRESH", connection_json(chartmogul_server, api_key=fresh))
+        assert token in redact(f"send: Authorization: Basic {token}"), "masked before the hook read it"
+        assert ChartMogulHook("fresh").ping() == "pong!"
+        for line in (f"send: b'Authorization: Basic {token}\\r\\n'", f"token={token}", f"Basic {token}"):
+            masked = redact(line)
+            assert token not in masked and fresh not in masked, masked
+            assert "***" in masked
+    finally:
+        chartmogul_server.configure(api_keys=keys)
