@@ -140,9 +140,10 @@ Behaviours chosen where the real API is undocumented
 
 Admin endpoints (no auth, loopback clients only, not rate limited, not faulted, not logged)
 -----------------------------------------------------------------------------------------
-``GET /_testing/requests[?since=N]`` (log entries from index N, each with ``index``; ``raw_body``
-as UTF-8 text, ``started``/``ended`` are ``time.monotonic()`` values of the server process),
-``DELETE /_testing/requests``, ``GET /_testing/customers[?uuid=U]`` (list of customer objects),
+``GET /_testing/requests[?since=N][&bodies=0]`` (log entries from index N, each with ``index``;
+``raw_body`` as UTF-8 text, ``started``/``ended`` are ``time.monotonic()`` values of the server
+process; ``bodies=0`` leaves out the three body fields), ``DELETE /_testing/requests``, ``GET
+/_testing/customers[?uuid=U]`` (list of customer objects; ``?view=custom``: uuid -> custom map),
 ``POST /_testing/customers`` (list of add_customer kwargs -> ``{"count": n, "uuids": [...]}``),
 ``GET|POST /_testing/config`` (POST body = configure kwargs; answers the current config),
 ``POST /_testing/reset``, ``GET /_testing/stats``, ``POST /_testing/faults`` (list, as
@@ -270,6 +271,9 @@ _ROUTES: tuple[tuple[tuple[str, ...], str, frozenset[str]], ...] = (
 )
 
 
+_BODY_FIELDS = frozenset({"body", "raw_body", "response_body"})
+
+
 @dataclass(frozen=True)
 class RequestRecord:
     """One API request as the server saw it.
@@ -300,8 +304,11 @@ class RequestRecord:
         """Seconds from arrival to the end of the answer."""
         return self.ended - self.started
 
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (bytes decoded as UTF-8 with backslash escapes)."""
+    def to_json(self, bodies: bool = True) -> dict[str, Any]:
+        """A JSON-ready dict (bytes decoded as UTF-8 with backslash escapes); ``bodies=False``
+        leaves out ``body``, ``raw_body`` and ``response_body``."""
+        if not bodies:
+            return {k: v for k, v in self.to_json().items() if k not in _BODY_FIELDS}
         return {
             "method": self.method,
             "path": self.path,
@@ -1403,15 +1410,20 @@ class ChartMogulServer:
         try:
             if name == "requests" and method == "GET":
                 since = int(_first(query, "since") or 0)
+                bodies = _first(query, "bodies") != "0"
                 with self._lock:
                     records = list(enumerate(self._log))[max(since, 0) :]
-                return _json_answer(200, [{"index": index, **record.to_json()} for index, record in records])
+                return _json_answer(
+                    200, [{"index": index, **record.to_json(bodies)} for index, record in records]
+                )
             if name == "requests" and method == "DELETE":
                 self.clear_requests()
                 return _json_answer(200, {"ok": True})
             if name == "customers" and method == "GET":
                 uuid = _first(query, "uuid")
                 with self._lock:
+                    if _first(query, "view") == "custom":
+                        return _json_answer(200, {c.uuid: dict(c.custom) for c in self._store.order})
                     if uuid is not None:
                         customer = self._store.customers.get(uuid)
                         shown = [customer.render()] if customer is not None else []

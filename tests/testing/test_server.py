@@ -872,6 +872,19 @@ def test_admin_endpoints(server: ChartMogulServer, api: requests.Session) -> Non
 # -------------------------------------------------------------------------------- CLI
 
 
+def test_admin_log_without_bodies_and_custom_view(server: ChartMogulServer, api: requests.Session) -> None:
+    server.add_customer(uuid=SEED_UUID)
+    assert api.post(custom_path(server), json=SEED_BODY).status_code == 200
+    admin = f"{server.url}/_testing"
+    (entry,) = requests.get(f"{admin}/requests?bodies=0").json()
+    assert entry["status"] == 200 and entry["path"].endswith("/attributes/custom")
+    assert not {"body", "raw_body", "response_body"} & set(entry)
+    assert "raw_body" in requests.get(f"{admin}/requests").json()[0]
+    assert requests.get(f"{admin}/customers?view=custom").json() == {
+        SEED_UUID: {"channel": "Facebook", "age": 8}
+    }
+
+
 def test_cli(tmp_path: Path) -> None:
     seed = tmp_path / "customers.json"
     seed.write_text(json.dumps([{"uuid": SEED_UUID, "email": "a@example.com", "custom": {"age": 3}}]))
