@@ -95,6 +95,10 @@ def test_sharded_example_keeps_the_sum_of_its_shards_under_the_account_limits() 
     assert 1 < parallel <= 20
     assert kwargs["max_requests_per_second"] * parallel <= 40
     assert kwargs["max_connections"] * parallel <= 20
+    # ... and use nearly all of it: the limiter allows whole requests per second per shard.
+    assert kwargs["max_requests_per_second"] == int(kwargs["max_requests_per_second"])
+    assert kwargs["max_requests_per_second"] * parallel >= 36
+    assert kwargs["customer_lookup"] == "per_customer", "a shard never lists the whole account again"
 
 
 # ---- running: fixtures and helpers ---------------------------------------------------------------------
@@ -373,32 +377,41 @@ def test_sql_example_syncs_the_table_reports_bad_rows_and_reruns_idempotently(
 # ---- chartmogul_attributes_sharded ---------------------------------------------------------------------
 
 
+def _sharded_rows(count: int) -> list[tuple]:
+    return [
+        (f"acct-{i:04d}", "team" if i % 3 else "enterprise", i, None, i % 2, None, None)
+        for i in range(1, count + 1)
+    ]
+
+
 @pytest.mark.db
-def test_sharded_example_runs_every_shard_and_writes_every_customer(
+def test_sharded_example_resolves_customers_in_one_listing_pass_and_writes_every_customer(
     server: ChartMogulServer, dags: dict[str, Any], example_db: Callable[[list[tuple]], Path]
 ) -> None:
-    rows = [
-        (f"acct-{i:03d}", "team" if i % 3 else "enterprise", i, None, i % 2, None, None) for i in range(1, 13)
-    ]
+    """150 customers and 300 bystanders (3 listing pages): one request per customer and 3 more."""
+    rows = _sharded_rows(150)
     example_db(rows)
     uuids = {row[0]: server.add_customer(external_id=row[0])["uuid"] for row in rows}
+    bystanders = [server.add_customer(external_id=f"other-{i}")["uuid"] for i in range(300)]
     server.configure(rate_limit=40, max_parallel=20)  # ChartMogul's account limits
 
     run = run_dag(dags[SHARDED_DAG])
 
     assert str(run.state) == "success"
-    shards = xcom(run, "split_into_shards")
-    assert len(shards) == 4, "12 customers fill all 4 shards"
     states = task_states(run)
-    assert sorted(index for task_id, index in states if task_id == "push_shard") == [0, 1, 2, 3]
     assert set(states.values()) == {"success"}
-    sharded_ids = [record["external_id"] for shard in shards for record in shard]
-    assert sorted(sharded_ids) == sorted(uuids), "each customer is in exactly one shard"
+    shards = xcom(run, "split_into_shards")
+    assert len(shards) == 3
+    assert sorted(index for task_id, index in states if task_id == "push_shard") == [0, 1, 2]
+    sent = [record["customer_uuid"] for shard in shards for record in shard]
+    assert sorted(sent) == sorted(uuids.values()), "each customer is in exactly one shard, by uuid"
+    assert all("external_id" not in record for shard in shards for record in shard)
+    assert min(len(shard) for shard in shards) > 30, "the hash spreads the customers"
 
     for index, shard in enumerate(shards):
         report = xcom(run, "push_shard", map_index=index)
         assert (report["total"], report["succeeded"], report["failed"]) == (len(shard), len(shard), 0)
-    assert xcom(run, "summarize") == {"shards": 4, "total": 12, "succeeded": 12, "failed": 0, "skipped": 0}
+    assert xcom(run, "summarize") == {"shards": 3, "total": 150, "succeeded": 150, "failed": 0, "skipped": 0}
 
     for external_id, plan_tier, seats, _, is_pro, _, _ in rows:
         assert server.custom_attributes(uuids[external_id]) == {
@@ -406,5 +419,38 @@ def test_sharded_example_runs_every_shard_and_writes_every_customer(
             "seats": seats,
             "pro": bool(is_pro),
         }
+    assert all(server.custom_attributes(uuid) == {} for uuid in bystanders)
+    # The cost: 450 customers listed at 200 a page, then one write per customer; no lookup.
+    gets = [r for r in server.requests if r.method == "GET"]
+    assert [r.path for r in gets] == ["/v1/customers"] * 3
+    assert len(writes(server)) == 150
     stats = server.stats()
     assert (stats["rate_limited"], stats["parallel_rejected"]) == (0, 0)
+
+
+@pytest.mark.db
+def test_sharded_example_reports_a_customer_the_listing_did_not_resolve_in_its_shard(
+    server: ChartMogulServer, dags: dict[str, Any], example_db: Callable[[list[tuple]], Path]
+) -> None:
+    """An unknown external id is looked up once by its shard, fails it with the reason; the rest land."""
+    rows = _sharded_rows(6)
+    rows.append(("acct-unknown", "team", 1, None, 0, None, None))
+    example_db(rows)
+    uuids = {row[0]: server.add_customer(external_id=row[0])["uuid"] for row in rows[:-1]}
+
+    run = run_dag(dags[SHARDED_DAG])
+
+    assert str(run.state) == "failed"
+    shards = xcom(run, "split_into_shards")
+    (unknown_shard,) = [i for i, shard in enumerate(shards) if any("external_id" in r for r in shard)]
+    states = task_states(run)
+    assert states[("push_shard", unknown_shard)] == "failed"
+    others = [i for i in range(len(shards)) if i != unknown_shard]
+    assert all(states[("push_shard", i)] == "success" for i in others)
+    assert states[("summarize", -1)] == "upstream_failed"
+    report = xcom(run, "push_shard", map_index=unknown_shard)
+    (failure,) = report["failures"]
+    assert failure["stage"] == "resolution" and failure["record"]["external_id"] == "acct-unknown"
+    assert all(server.custom_attributes(uuid)["plan_tier"] for uuid in uuids.values())
+    lookups = [r for r in server.requests if r.method == "GET" and r.query.get("external_id")]
+    assert [r.query["external_id"] for r in lookups] == [["acct-unknown"]]
