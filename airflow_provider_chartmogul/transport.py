@@ -1,31 +1,32 @@
-"""The hook's HTTP transport: one pooled ``requests.Session``, and a lean way to send through it.
+"""The hook's HTTP transport: one pooled ``requests.Session``, used through its public API only,
+and a hard deadline on every exchange.
 
-Every request the hook makes looks alike (same base URL, headers, key, TLS settings and timeout),
-yet ``Session.request`` redoes all of that work per request: it merges settings, prepares the URL,
-handles cookies twice, builds a ``Response``, looks for redirects and, without a charset, guesses the
-encoding of the answer. That is about half of the client's CPU per customer. So the session's
-headers, proxy choice and TLS settings are prepared once, and each request goes straight to the
-connection pool of the session's own adapter: the same pool, connections and TLS context a
-``session.request`` call would use, without the per-request work.
+Every request goes through ``Session.request``, so ``responses``, ``requests-mock`` and adapters
+mounted on :meth:`ChartMogulHook.get_conn` see and shape it. ``requests`` times out per socket
+operation, so an answer that trickles in a byte at a time could hold a request for minutes: each
+exchange runs on one of the transport's I/O threads while the caller waits at most ``timeout``
+seconds for the whole answer (connect, headers and body). An exchange left behind is closed as soon
+as its thread gets control back, and keeps its connection slot until then.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import threading
+import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
 
 import requests
-import urllib3
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ClosedPoolError, SSLError
 
 from airflow_provider_chartmogul import __version__
 from airflow_provider_chartmogul.settings import ClientSettings
+
+_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,49 +56,48 @@ class Answer:
 
 
 class NoAnswer(Exception):
-    """The request got no HTTP answer (connection refused or reset, timeout, TLS failure).
+    """The request got no whole HTTP answer (connection refused or reset, deadline, TLS failure).
 
     :param reason: the underlying exception's class name only: its text can hold the URL and,
         with proxies, more.
     :param tls: the server's TLS certificate was refused, so nothing was sent.
+    :param timeout: the deadline passed (the request may have been applied).
     """
 
-    def __init__(self, reason: str, *, tls: bool = False) -> None:
+    def __init__(self, reason: str, *, tls: bool = False, timeout: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.tls = tls
+        self.timeout = timeout
 
 
-# The callback of the request this thread is sending, run once its bytes are written.
-_sending = threading.local()
-
-
-@functools.cache
-def _reporting_writes(connection_class: type[Any]) -> type[Any]:
-    """``connection_class``, also calling this thread's ``on_written`` once a request is written."""
-
-    class ReportingWrites(connection_class):  # type: ignore[misc,valid-type]
-        def request(self, *args: Any, **kwargs: Any) -> None:
-            super().request(*args, **kwargs)
-            on_written = getattr(_sending, "on_written", None)
-            if on_written is not None:
-                on_written()
-
-    ReportingWrites.__name__ = ReportingWrites.__qualname__ = f"ReportingWrites{connection_class.__name__}"
-    return ReportingWrites
+def _root_cause(exc: BaseException) -> str:
+    """The class name of the deepest error behind ``exc`` (``ConnectionRefusedError`` rather than
+    requests' ``ConnectionError``): names only, since the texts hold the URL."""
+    names = [type(exc).__name__]
+    seen = {id(exc)}
+    inner = exc.__cause__ or exc.__context__
+    while inner is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        if isinstance(inner, OSError):
+            names.append(type(inner).__name__)
+        inner = inner.__cause__ or inner.__context__
+    return names[-1]
 
 
 class Transport:
     """Sends requests to one ChartMogul base URL through one pooled ``requests.Session``.
 
     :param settings: the connection's settings (base URL, key, timeout, connections, TLS).
+    :param clock: seconds, monotonic (injected in tests).
     """
 
-    def __init__(self, settings: ClientSettings) -> None:
+    def __init__(self, settings: ClientSettings, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
+        self._clock = clock
         session = requests.Session()
-        # REQUESTS_CA_BUNDLE, proxies and .netrc would otherwise be re-read from the environment on
-        # every request, and a .netrc entry could replace the key. The proxies are read once here.
+        # REQUESTS_CA_BUNDLE and .netrc would otherwise be re-read from the environment on every
+        # request, and a .netrc entry could replace the key. Proxies are read once, here.
         session.trust_env = False
         session.proxies.update(requests.utils.get_environ_proxies(settings.base_url))
         session.auth = (settings.api_key, "")
@@ -109,40 +109,20 @@ class Transport:
                 "Accept": "application/json",
             }
         )
-        self._adapter = HTTPAdapter(
+        adapter = HTTPAdapter(
             pool_connections=1,
             pool_maxsize=settings.max_connections,
             pool_block=True,
-            max_retries=0,  # retries are the hook's: they must pass the rate limiter again
+            max_retries=0,  # retries are the hook's: they must pass the flow control again
         )
-        # Only the API's own URL: other URLs requested through get_conn() keep requests' defaults,
-        # and cannot evict this adapter's pool.
-        session.mount(settings.base_url, self._adapter)
+        # Only the API's own URL: other URLs requested through get_conn() keep requests' defaults.
+        session.mount(settings.base_url, adapter)
         self.session = session
-
-        # Exactly the headers session.request would send (session headers, then the key).
-        template = session.prepare_request(requests.Request("POST", f"{settings.base_url}/", json={}))
-        headers = {
-            name: value if isinstance(value, str) else value.decode("latin-1")
-            for name, value in template.headers.items()
-        }
-        self._authorization = headers.pop("Authorization")
-        for computed in ("Content-Length", "Content-Type"):
-            headers.pop(computed, None)
-        self._headers = headers
-        # Through an http:// proxy the request line carries the whole URL; otherwise only the path.
-        self._url_prefix = self._adapter.request_url(template, session.proxies).removesuffix("/")
-        self._template = template
-        self._timeout = urllib3.Timeout(connect=min(10.0, settings.timeout), read=settings.timeout)
-        self._no_retries = urllib3.Retry(total=False, redirect=False)  # retries are the hook's
-        self._pool = self._connection_pool()
-
-    def _connection_pool(self) -> urllib3.HTTPConnectionPool:
-        pool = self._adapter.get_connection_with_tls_context(
-            self._template, verify=self._settings.verify, proxies=self.session.proxies
+        self._timeout = (min(10.0, settings.timeout), settings.timeout)
+        self._io = ThreadPoolExecutor(
+            max_workers=settings.max_connections, thread_name_prefix="chartmogul-http"
         )
-        pool.ConnectionCls = _reporting_writes(pool.ConnectionCls)
-        return pool
+        self._closed = False
 
     def send(
         self,
@@ -151,61 +131,86 @@ class Transport:
         *,
         json_body: Any = None,
         params: Mapping[str, Any] | None = None,
-        on_written: Callable[[], None] | None = None,
+        on_finished: Callable[[], None] | None = None,
     ) -> Answer:
-        """Send one request and read its whole answer.
+        """Send one request and read its whole answer within the connection's ``timeout``.
 
         :param path: the path under the base URL, starting with ``/``; callers encode segments.
         :param json_body: sent as ``application/json`` when not None.
         :param params: the query string.
-        :param on_written: called once the request has been written to the connection, before
-            the answer is read.
-        :raises NoAnswer: when no HTTP answer came.
+        :param on_finished: called once the exchange is over, on whichever thread ends it (after
+            the deadline, that is the I/O thread: the connection is only free then).
+        :raises NoAnswer: when no whole answer came in time.
         :raises ValueError: ``json_body`` cannot be JSON (NaN or infinity, say).
         """
-        url = self._url_prefix + path
-        if params:
-            url += "?" + urlencode(params, doseq=True)
-        headers = dict(self._headers)
         body = None
+        headers = None
         if json_body is not None:
             body = json.dumps(json_body, allow_nan=False).encode("utf-8")
-            headers["Content-Length"] = str(len(body))
-            headers["Content-Type"] = "application/json"
-        headers["Authorization"] = self._authorization
-        _sending.on_written = on_written
+            headers = {"Content-Type": "application/json"}
+        url = self._settings.base_url + path
+        abandoned = threading.Event()
+        deadline = self._clock() + self._settings.timeout
+        try:
+            future = self._io.submit(
+                self._exchange, method, url, body, headers, params, deadline, abandoned, on_finished
+            )
+        except RuntimeError:  # closed
+            if on_finished is not None:
+                on_finished()
+            raise NoAnswer("TransportClosed") from None
+        try:
+            return future.result(timeout=max(0.0, deadline - self._clock()))
+        except FutureTimeout:
+            abandoned.set()
+            raise NoAnswer("Timeout", timeout=True) from None
+
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: dict[str, str] | None,
+        params: Mapping[str, Any] | None,
+        deadline: float,
+        abandoned: threading.Event,
+        on_finished: Callable[[], None] | None,
+    ) -> Answer:
         try:
             try:
-                response = self._urlopen(method, url, body, headers)
-            except ClosedPoolError:
-                # The pool was closed under us (close(), or evicted by another use of the
-                # session's adapter): take the adapter's current one.
-                self._pool = self._connection_pool()
-                response = self._urlopen(method, url, body, headers)
-        except SSLError:
-            raise NoAnswer("SSLError", tls=True) from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise NoAnswer(type(exc).__name__) from None
+                response = self.session.request(
+                    method,
+                    url,
+                    data=body,
+                    headers=headers,
+                    params=params,
+                    timeout=self._timeout,
+                    allow_redirects=False,
+                    stream=True,
+                )
+            except requests.exceptions.SSLError:
+                raise NoAnswer("SSLError", tls=True) from None
+            except requests.exceptions.Timeout as exc:
+                raise NoAnswer(type(exc).__name__, timeout=True) from None
+            except (requests.RequestException, OSError) as exc:
+                raise NoAnswer(_root_cause(exc)) from None
+            with response:
+                chunks = []
+                try:
+                    for chunk in response.iter_content(_CHUNK):
+                        chunks.append(chunk)
+                        if abandoned.is_set() or self._clock() > deadline:
+                            raise NoAnswer("Timeout", timeout=True)
+                except requests.exceptions.Timeout as exc:
+                    raise NoAnswer(type(exc).__name__, timeout=True) from None
+                except (requests.RequestException, OSError) as exc:
+                    raise NoAnswer(_root_cause(exc)) from None
+                return Answer(response.status_code, response.headers, b"".join(chunks))
         finally:
-            _sending.on_written = None
-        return Answer(response.status, response.headers, response.data)
-
-    def _urlopen(
-        self, method: str, url: str, body: bytes | None, headers: dict[str, str]
-    ) -> urllib3.BaseHTTPResponse:
-        return self._pool.urlopen(
-            method,
-            url,
-            body=body,
-            headers=headers,
-            redirect=False,
-            assert_same_host=False,
-            retries=self._no_retries,
-            timeout=self._timeout,
-            preload_content=True,
-            decode_content=True,
-        )
+            if on_finished is not None:
+                on_finished()
 
     def close(self) -> None:
-        """Close the pooled connections."""
+        """Close the pooled connections and the I/O threads (exchanges left behind end on their own)."""
+        self._io.shutdown(wait=False, cancel_futures=True)
         self.session.close()

@@ -1,189 +1,199 @@
-"""The client-side rate limiter, on a fake clock (no sleeping, so these tests are exact)."""
+"""The client-side rate limiter, on a fake clock: waits advance the clock instead of sleeping, so
+these tests are exact and do not depend on the machine's speed."""
 
 from __future__ import annotations
 
+import itertools
+import math
 import threading
-import time
 
 import pytest
 
-from airflow_provider_chartmogul.ratelimit import WINDOW_MARGIN, RateLimiter
+from airflow_provider_chartmogul.ratelimit import WINDOW_MARGIN, LimiterCancelled, RateLimiter
 
 
 class FakeClock:
+    """A clock that only moves when a limiter waits (one thread) or when a test moves it."""
+
     def __init__(self) -> None:
         self.now = 100.0
-        self.lock = threading.Lock()
+        self.waits: list[float | None] = []
 
     def __call__(self) -> float:
         return self.now
 
-    def sleep(self, seconds: float) -> None:
-        with self.lock:
-            self.now += seconds
+    def wait(self, event: threading.Event, timeout: float | None) -> None:
+        self.waits.append(timeout)
+        assert timeout is not None, "a lone caller never waits without a deadline"
+        self.now += timeout
+
+
+def limiter(rate: float, clock: FakeClock) -> RateLimiter:
+    return RateLimiter(rate, clock=clock, wait=clock.wait)
 
 
 def test_slots_are_evenly_spaced_with_no_burst() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(40, clock=clock, sleep=lambda s: None)
-    waits = [limiter.acquire() for _ in range(5)]
-    # 40 per second plus the margin, so that evenly spaced sends never fill a window.
-    step = (1 + WINDOW_MARGIN) / 40
-    assert waits == pytest.approx([0.0, step, 2 * step, 3 * step, 4 * step])
+    rate_limiter = limiter(40, clock)
+    sends = [rate_limiter.acquire() for _ in range(5)]
+    step = (1 + WINDOW_MARGIN) / 40  # 40 a second plus the margin: even sends never fill a window
+    gaps = [b - a for a, b in itertools.pairwise(sends)]
+    assert gaps[1:] == pytest.approx([step] * 3)
+    assert gaps[0] == pytest.approx(step, abs=0.006)  # the first may bank a late wake-up's worth
 
 
 def test_a_rate_below_one_is_spaced_by_the_rate() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(0.5, clock=clock, sleep=clock.sleep)
-    assert [limiter.acquire() for _ in range(3)] == pytest.approx([0.0, 2.0, 2.0])
+    rate_limiter = limiter(0.5, clock)
+    sends = [rate_limiter.acquire() for _ in range(3)]
+    assert [b - a for a, b in itertools.pairwise(sends)] == pytest.approx([2.0, 2.0], abs=0.01)
 
 
 def test_a_fractional_rate_sends_whole_requests_per_second() -> None:
     """2.5/s: a one-second window can hold two requests, not two and a half."""
     clock = FakeClock()
-    limiter = RateLimiter(2.5, clock=clock, sleep=clock.sleep)
-    assert [limiter.acquire() for _ in range(4)] == pytest.approx([0.0] + [(1 + WINDOW_MARGIN) / 2] * 3)
+    rate_limiter = limiter(2.5, clock)
+    sends = [rate_limiter.acquire() for _ in range(7)]
+    for first in range(len(sends) - 2):
+        assert sends[first + 2] - sends[first] >= 1.0
 
 
-def test_each_send_sleeps_once_when_no_one_is_late() -> None:
-    """Every sleep costs CPU (about 0.1 ms on a VM): slots that a window check then moves again
-    would cost a second sleep per request, and wake every waiting thread at the same instant."""
+@pytest.mark.parametrize("rate", [39, 40, 25, 7.5])
+def test_never_more_than_rate_in_any_one_second_window(rate: float) -> None:
     clock = FakeClock()
-    sleeps = {"n": 0}
-
-    def sleep(seconds: float) -> None:
-        sleeps["n"] += 1
-        clock.sleep(seconds)
-
-    limiter = RateLimiter(39, clock=clock, sleep=sleep)
-    for _ in range(39):  # fill the window
-        limiter.acquire()
-    sleeps["n"] = 0
-    for _ in range(200):
-        limiter.acquire()
-    assert sleeps["n"] == 200
-
-
-def test_never_more_than_rate_in_any_one_second_window() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(39, clock=clock, sleep=clock.sleep)
+    rate_limiter = limiter(rate, clock)
     sends = []
-    for _ in range(200):
-        limiter.acquire()
-        sends.append(clock.now)
-    for i, start in enumerate(sends):
-        in_window = sum(1 for t in sends[i:] if t < start + 1.0 - 1e-9)
-        assert in_window <= 39
+    for index in range(400):
+        if index % 37 == 0:
+            clock.now += 0.013  # a thread that woke up late
+        sends.append(rate_limiter.acquire())
+    allowed = math.floor(rate)
+    for first in range(len(sends) - allowed):
+        assert sends[first + allowed] - sends[first] > 1.0
+
+
+def test_a_late_wake_up_does_not_push_every_later_slot_back() -> None:
+    class LateClock(FakeClock):
+        def wait(self, event: threading.Event, timeout: float | None) -> None:
+            super().wait(event, timeout)
+            self.now += 0.004  # every thread wakes up a little late
+
+    clock = LateClock()
+    rate_limiter = limiter(20, clock)
+    sends = [rate_limiter.acquire() for _ in range(20)]
+    # 20 sends at 20/s: the late wake-ups are absorbed (not 19 x 4 ms later), the pace holds.
+    assert sends[-1] - sends[0] == pytest.approx(19 * (1 + WINDOW_MARGIN) / 20, abs=0.006)
 
 
 def test_idle_time_does_not_bank_a_burst() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(10, clock=clock, sleep=lambda s: None)
-    limiter.acquire()
+    rate_limiter = limiter(10, clock)
+    rate_limiter.acquire()
     clock.now += 60
-    assert limiter.acquire() == 0.0
-    assert limiter.acquire() == pytest.approx((1 + WINDOW_MARGIN) / 10)
+    sends = [rate_limiter.acquire() for _ in range(4)]
+    gaps = [b - a for a, b in itertools.pairwise(sends)]
+    assert min(gaps) >= 0.095  # at most a late wake-up's worth banked
+    assert sum(gaps) >= 0.295
 
 
-def test_slow_down_halves_and_success_recovers_to_the_maximum() -> None:
-    limiter = RateLimiter(40, recovery_per_success=2)
-    limiter.slow_down()
-    assert limiter.rate == 20
-    limiter.slow_down(pause=0.5)
-    assert limiter.rate == 10
-    for _ in range(100):
-        limiter.record_success()
-    assert limiter.rate == 40
-    assert limiter.slow_downs == 2
-
-
-def test_slow_down_has_a_floor() -> None:
-    limiter = RateLimiter(40, min_rate=5)
-    for _ in range(20):
-        limiter.slow_down()
-    assert limiter.rate == 5
-
-
-def test_pause_holds_every_sender() -> None:
+def test_the_rate_follows_its_controller() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(10, clock=clock, sleep=lambda s: None)
-    limiter.slow_down(factor=1.0, pause=2.0)
-    assert limiter.acquire() == pytest.approx(2.0)
-
-
-def test_threads_share_the_rate_in_real_time() -> None:
-    limiter = RateLimiter(50)
-    stamps: list[float] = []
-    lock = threading.Lock()
-
-    def worker() -> None:
-        for _ in range(10):
-            limiter.acquire()
-            with lock:
-                stamps.append(time.monotonic())
-
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    started = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    # 80 slots at 50/s: the last one cannot come before 79 / 50 s.
-    assert max(stamps) - started >= 79 / 50 - 0.01
-    assert len(stamps) == 80
-
-
-def test_rate_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="positive"):
-        RateLimiter(0)
-
-
-def test_a_late_wake_up_cannot_crowd_a_window() -> None:
-    """One sender wakes 50 ms late; evenly spaced slots alone would then put 11 sends at 10/s in
-    one second. The window of actual send times holds the later ones back."""
-    clock = FakeClock()
-    calls = {"n": 0}
-
-    def oversleeping(seconds: float) -> None:
-        calls["n"] += 1
-        clock.sleep(seconds + (0.05 if calls["n"] == 1 else 0.0))
-
-    limiter = RateLimiter(10, clock=clock, sleep=oversleeping)
-    sends = []
+    rate_limiter = limiter(40, clock)
     for _ in range(40):
-        limiter.acquire()
-        sends.append(clock.now)
-    for i, start in enumerate(sends):
-        assert sum(1 for t in sends[i:] if t < start + 1.0 + 1e-9) <= 10
-    # The late send is known when later requests take their slots: none has to sleep twice.
-    assert calls["n"] <= 40
+        rate_limiter.acquire()
+    assert rate_limiter.control.on_throttled(sent_at=clock.now, now=clock.now)
+    cut = rate_limiter.rate
+    assert cut < 40
+    first = rate_limiter.acquire()
+    second = rate_limiter.acquire()
+    assert second - first == pytest.approx(1 / cut, rel=0.01)
 
 
-def test_a_request_written_late_holds_the_one_a_window_after_it() -> None:
-    """A thread stalls 0.3 s between its release and writing its request (another thread's work,
-    a garbage collection): the request a window later is timed from the write, not the release."""
+def test_a_timed_out_wait_gives_up_without_a_slot() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(10, clock=clock, sleep=clock.sleep)
-    first = limiter.acquire_slot()
-    clock.now += 0.3
-    limiter.mark_written(first)
-    written = clock.now
-    for _ in range(9):
-        limiter.acquire()
-    assert clock.now < written + 1.0
-    limiter.acquire()  # the 11th request: ten places after the first
-    assert clock.now >= written + 1.0 + WINDOW_MARGIN - 1e-9
+    rate_limiter = limiter(1, clock)
+    rate_limiter.acquire()
+    assert rate_limiter.acquire(timeout=0.2) is None
+    assert rate_limiter.waiting == 0
+    # The slot it did not take is still the next one.
+    assert rate_limiter.acquire() is not None
 
 
-def test_answers_to_requests_sent_before_a_cut_do_not_cut_again() -> None:
+def test_cancel_refuses_every_later_slot() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(40, clock=clock, sleep=clock.sleep)
-    in_flight = [clock.now] * 4  # four requests sent together, all answered 429
-    clock.now += 0.1
-    for sent_at in in_flight:
-        limiter.slow_down(sent_at=sent_at)
-    assert limiter.rate == 20
-    assert limiter.slow_downs == 1
-    clock.now += 0.1
-    limiter.slow_down(sent_at=clock.now)  # a request sent after the cut: a new congestion
-    assert limiter.rate == 10
+    rate_limiter = limiter(5, clock)
+    rate_limiter.acquire()
+    rate_limiter.cancel()
+    with pytest.raises(LimiterCancelled):
+        rate_limiter.acquire()
+
+
+def test_rate_must_be_positive_and_finite() -> None:
+    for bad in (0, -1, math.inf, math.nan):
+        with pytest.raises(ValueError, match="positive, finite"):
+            RateLimiter(bad)
+
+
+# ---- several threads: order and wake-ups, with a clock the test moves -----------------------------
+
+
+class SteppedClock(FakeClock):
+    """Waiters block on their events (a real wait, bounded so a lost wake-up fails the test rather
+    than hanging it); time only moves when the test says so."""
+
+    def wait(self, event: threading.Event, timeout: float | None) -> None:
+        event.wait(0.05 if timeout is not None else 5.0)
+
+
+def _start(rate_limiter: RateLimiter, order: list[str], name: str, **kwargs: object) -> threading.Thread:
+    def run() -> None:
+        try:
+            rate_limiter.acquire(**kwargs)  # type: ignore[arg-type]
+            order.append(name)
+        except LimiterCancelled:
+            order.append(f"{name} cancelled")
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _until(condition: object, what: str) -> None:
+    for _ in range(500):
+        if condition():  # type: ignore[operator]
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_priority_caller_goes_ahead_of_those_already_waiting() -> None:
+    clock = SteppedClock()
+    rate_limiter = RateLimiter(1, clock=clock, wait=clock.wait)
+    rate_limiter.acquire()  # the next slot is a second away
+    order: list[str] = []
+    threads = [_start(rate_limiter, order, "write-1")]
+    _until(lambda: rate_limiter.waiting == 1, "write-1 to wait")
+    threads.append(_start(rate_limiter, order, "write-2"))
+    _until(lambda: rate_limiter.waiting == 2, "write-2 to wait")
+    threads.append(_start(rate_limiter, order, "page", priority=True))
+    _until(lambda: rate_limiter.waiting == 3, "the page to wait")
+    for _ in range(3):
+        done = len(order)
+        clock.now += 1.1
+        _until(lambda: len(order) > done, "the next release")  # noqa: B023
+    for thread in threads:
+        thread.join(5)
+    assert order == ["page", "write-1", "write-2"]
+
+
+def test_cancel_wakes_every_waiter_at_once() -> None:
+    clock = SteppedClock()
+    rate_limiter = RateLimiter(1, clock=clock, wait=clock.wait)
+    rate_limiter.acquire()
+    order: list[str] = []
+    threads = [_start(rate_limiter, order, f"w{n}") for n in range(3)]
+    _until(lambda: rate_limiter.waiting == 3, "three waiters")
+    rate_limiter.cancel()  # the clock does not move: only the cancel can release them
+    for thread in threads:
+        thread.join(5)
+    assert sorted(order) == ["w0 cancelled", "w1 cancelled", "w2 cancelled"]

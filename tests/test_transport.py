@@ -1,8 +1,9 @@
-"""The hook's transport: requests go through the session's own pool, exactly as the session sends them."""
+"""The hook's transport: public requests API only, exactly what the session sends, a hard deadline."""
 
 from __future__ import annotations
 
 import http.client
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from airflow_provider_chartmogul.exceptions import ChartMogulAPIError
 from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
 from airflow_provider_chartmogul.testing.server import ChartMogulServer
 from airflow_provider_chartmogul.transport import Answer
-from tests.conftest import connection_json
+from tests.conftest import API_KEY, connection_json
 
 CUSTOM = [{"type": "String", "key": "channel", "value": "Facebook", "source": "integration"}]
 
@@ -71,23 +72,6 @@ def test_other_urls_through_get_conn_leave_the_api_pool_alone(
         hook.get_conn().get(f"{other.url}/v1/ping", timeout=5)
         assert hook.add_custom_attributes(customer, CUSTOM) == {"channel": "Facebook"}
     assert len(chartmogul_conn.requests) == 2
-
-
-def test_on_written_runs_once_after_the_request_is_written_and_before_the_answer(
-    chartmogul_conn: ChartMogulServer, customer: str
-) -> None:
-    chartmogul_conn.configure(latency=0.2)
-    calls: list[float] = []
-    with ChartMogulHook() as hook:
-        hook.ping()
-        transport = hook._get_transport()
-        before = time.monotonic()
-        transport.send("GET", "/v1/ping", on_written=lambda: calls.append(time.monotonic()))
-        after = time.monotonic()
-        transport.send("GET", "/v1/ping")  # no callback left behind for the next request
-    assert len(calls) == 1
-    # written at once; the answer took the server's 0.2 s after that
-    assert before <= calls[0] < after - 0.15
 
 
 # ---- through an HTTP proxy from the environment ---------------------------------------------------
@@ -163,7 +147,7 @@ def test_no_answer_names_the_failure_but_not_the_url(
     with ChartMogulHook() as hook, pytest.raises(ChartMogulAPIError) as info:
         hook.ping()
     assert info.value.status is None
-    assert "no answer (NewConnectionError)" in str(info.value)
+    assert "no answer (ConnectionRefusedError)" in str(info.value)
     assert dead_url not in str(info.value)
 
 
@@ -180,3 +164,118 @@ def test_answer_text_falls_back_to_utf8_and_never_raises() -> None:
     assert Answer(500, {}, "café".encode()).text == "café"
     assert Answer(500, {"Content-Type": "text/plain; charset=no-such"}, b"ok").text == "ok"
     assert Answer(500, {}, b"\xff bad").text == "\ufffd bad"
+
+
+# ---- a hard deadline per attempt -------------------------------------------------------------------
+
+
+class _Trickle(BaseHTTPRequestHandler):
+    """Answers 200 with a 40-byte JSON body, one byte every 0.25 s (10 s in all): every socket
+    read gets a byte well within any read timeout, so only a deadline on the whole answer ends it."""
+
+    protocol_version = "HTTP/1.1"
+    finished = threading.Event()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        body = b'{"data": "' + b"p" * 28 + b'"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.flush()
+        try:
+            for byte in body:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.25)
+        except OSError:
+            pass  # the client hung up: what the deadline should make it do
+        finally:
+            type(self).finished.set()
+
+
+@pytest.fixture
+def trickle_url() -> Iterator[str]:
+    _Trickle.finished = threading.Event()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_answer_that_trickles_in_ends_at_the_timeout(
+    trickle_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CHARTMOGUL_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "chartmogul",
+                "host": trickle_url,
+                "password": API_KEY,
+                "extra": {"timeout": 1, "max_retries": 0},
+            }
+        ),
+    )
+    started = time.monotonic()
+    with ChartMogulHook() as hook, pytest.raises(ChartMogulAPIError) as info:
+        hook.ping()
+    # The whole answer takes 10 s; the deadline is 1 s. A generous bound, far from either.
+    assert time.monotonic() - started < 5
+    assert info.value.status is None
+    assert "no whole answer within the 1 s timeout" in str(info.value)
+
+
+# ---- the mocking tools users test their DAGs with ---------------------------------------------------
+
+
+@pytest.fixture
+def mocked_conn(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A connection to an address nothing listens on: only a mock can answer."""
+    base = "https://api.chartmogul.example"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CHARTMOGUL_DEFAULT",
+        json.dumps(
+            {"conn_type": "chartmogul", "host": base, "password": API_KEY, "extra": {"max_retries": 1}}
+        ),
+    )
+    return base
+
+
+def test_responses_sees_and_shapes_every_call(mocked_conn: str) -> None:
+    responses = pytest.importorskip("responses")
+    uuid = "cus_de305d54-75b4-431b-adb2-eb6b9e546012"
+    url = f"{mocked_conn}/v1/customers/{uuid}/attributes/custom"
+    with responses.RequestsMock() as mock:
+        mock.add(responses.POST, url, status=503, json={"code": 503, "message": "busy"})
+        mock.add(responses.POST, url, json={"custom": {"channel": "Facebook"}})
+        with ChartMogulHook() as hook:
+            assert hook.add_custom_attributes(uuid, CUSTOM) == {"channel": "Facebook"}
+        assert [call.response.status_code for call in mock.calls] == [503, 200]
+        sent = json.loads(mock.calls[-1].request.body)
+    assert sent == {"custom": CUSTOM}
+
+
+def test_requests_mock_sees_and_shapes_every_call(mocked_conn: str) -> None:
+    requests_mock = pytest.importorskip("requests_mock")
+    with requests_mock.Mocker() as mock:
+        mock.get(f"{mocked_conn}/v1/ping", json={"data": "pong!"})
+        with ChartMogulHook() as hook:
+            assert hook.ping() == "pong!"
+        assert mock.call_count == 1
+        assert mock.last_request.headers["Authorization"].startswith("Basic ")
+
+
+def test_an_adapter_mounted_on_get_conn_takes_the_hooks_calls(mocked_conn: str) -> None:
+    requests_mock = pytest.importorskip("requests_mock")
+    adapter = requests_mock.Adapter()
+    adapter.register_uri("GET", f"{mocked_conn}/v1/ping", json={"data": "from the adapter"})
+    with ChartMogulHook() as hook:
+        hook.get_conn().mount(mocked_conn, adapter)
+        assert hook.ping() == "from the adapter"
+    assert adapter.call_count == 1

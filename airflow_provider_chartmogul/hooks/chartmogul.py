@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
-import functools
 import json
-import random
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 import requests
-import tenacity
 
 from airflow_provider_chartmogul._compat import BaseHook
 from airflow_provider_chartmogul.attributes import (
@@ -23,13 +18,11 @@ from airflow_provider_chartmogul.attributes import (
     validate_customer_uuid,
     validate_key,
 )
-from airflow_provider_chartmogul.error_body import error_message, shorten_text
+from airflow_provider_chartmogul.client.engine import RequestEngine, RequestStats
+from airflow_provider_chartmogul.error_body import shorten_text
 from airflow_provider_chartmogul.exceptions import (
-    RETRYABLE_STATUSES,
     ChartMogulAPIError,
-    ChartMogulAuthError,
     ChartMogulCancelledError,
-    ChartMogulTLSError,
     ChartMogulValidationError,
 )
 from airflow_provider_chartmogul.get_provider_info import (
@@ -37,76 +30,11 @@ from airflow_provider_chartmogul.get_provider_info import (
     CONNECTION_TYPE,
     UI_FIELD_BEHAVIOUR,
 )
-from airflow_provider_chartmogul.ratelimit import RateLimiter
 from airflow_provider_chartmogul.redaction import register_secret
 from airflow_provider_chartmogul.settings import ClientSettings, build_settings
-from airflow_provider_chartmogul.transport import Answer, NoAnswer, Transport
 
 JSON = Any
-# Statuses after which every sender slows down, not just the one that got it.
-_PUSHBACK_STATUSES = frozenset({429, 503})
-# Longest Retry-After we honour; a longer one is left to the retry budget to refuse.
-_MAX_RETRY_AFTER = 60.0
 MAX_PAGE_SIZE = 200
-
-
-@dataclass
-class RequestStats:
-    """What the hook's requests cost; thread-safe counters, read with :meth:`snapshot`."""
-
-    requests: int = 0
-    retries: int = 0
-    by_status: dict[int, int] = field(default_factory=dict)
-    connection_errors: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def count(self, status: int | None) -> None:
-        with self._lock:
-            self.requests += 1
-            if status is None:
-                self.connection_errors += 1
-            else:
-                self.by_status[status] = self.by_status.get(status, 0) + 1
-
-    def count_retry(self) -> None:
-        with self._lock:
-            self.retries += 1
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "requests": self.requests,
-                "retries": self.retries,
-                "by_status": dict(sorted(self.by_status.items())),
-                "connection_errors": self.connection_errors,
-                "rate_limited": self.by_status.get(429, 0),
-                "too_many_connections": self.by_status.get(503, 0),
-            }
-
-
-class _RetryableError(Exception):
-    """An attempt failed in a way a later attempt may not (carried through tenacity)."""
-
-    def __init__(self, error: ChartMogulAPIError, retry_after: float | None = None) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.retry_after = retry_after
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds())
 
 
 def _segment(value: str) -> str:
@@ -159,10 +87,7 @@ class ChartMogulHook(BaseHook):
             "max_connections": max_connections,
         }
         self._settings: ClientSettings | None = None
-        self._transport: Transport | None = None
-        self._limiter: RateLimiter | None = None
-        self._in_flight: threading.BoundedSemaphore | None = None
-        self._retrying: tenacity.Retrying | None = None
+        self._engine: RequestEngine | None = None
         self._setup_lock = threading.Lock()
         self._cancelled = threading.Event()
         self._cancel_reason = ""
@@ -233,132 +158,49 @@ class ChartMogulHook(BaseHook):
 
     def get_conn(self) -> requests.Session:
         """The hook's pooled session (created on first use), ready for calls this hook lacks."""
-        return self._get_transport().session
+        return self.engine.transport.session
 
-    def _get_transport(self) -> Transport:
-        transport = self._transport
-        if transport is None:
+    @property
+    def engine(self) -> RequestEngine:
+        """The request engine (session, flow control, retries), created on first use."""
+        engine = self._engine
+        if engine is None:
             settings = self.settings
             with self._setup_lock:
-                if self._transport is None:
-                    self._limiter = RateLimiter(settings.max_requests_per_second)
-                    self._in_flight = threading.BoundedSemaphore(settings.max_connections)
-                    self._transport = Transport(settings)
-                transport = self._transport
-        return transport
+                if self._engine is None:
+                    self._engine = RequestEngine(settings, self.stats, log=self.log)
+                    if self._cancelled.is_set():
+                        self._engine.cancel(self._cancel_reason)
+                engine = self._engine
+        return engine
 
     def cancel(self, reason: str = "the task was stopped") -> None:
         """Stop this hook: no new request starts after it, and callers waiting for a send slot or a
         retry wake at once; each raises :class:`ChartMogulCancelledError`. Requests already in
         flight end within their deadline. Safe to call from any thread (``on_kill``)."""
-        self._cancel_reason = reason
-        self._cancelled.set()
+        with self._setup_lock:
+            self._cancel_reason = reason
+            self._cancelled.set()
+            if self._engine is not None:
+                self._engine.cancel(reason)
 
     @property
     def cancelled(self) -> bool:
         """Whether :meth:`cancel` was called."""
         return self._cancelled.is_set()
 
-    def _check_cancelled(self, method: str, path: str) -> None:
-        if self._cancelled.is_set():
-            raise ChartMogulCancelledError(
-                f"not sent: {self._cancel_reason}", method=method, path=path, retryable=True
-            )
-
     def close(self) -> None:
         """Close the pooled connections."""
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        with self._setup_lock:
+            engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.close()
 
     def __enter__(self) -> ChartMogulHook:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    # ---- requests --------------------------------------------------------------------------------
-
-    def _attempt(self, method: str, path: str, json_body: JSON, params: Mapping[str, Any] | None) -> Any:
-        self._check_cancelled(method, path)
-        transport = self._get_transport()
-        assert self._limiter is not None and self._in_flight is not None
-        with self._in_flight:
-            # Through the limiter last, once a connection is free: the time between the slot and
-            # the request reaching ChartMogul is then as short and as even as it can be.
-            limiter = self._limiter
-            slot = limiter.acquire_slot()
-            sent_at = slot.at
-            try:
-                answer = transport.send(
-                    method,
-                    path,
-                    json_body=json_body,
-                    params=params,
-                    on_written=functools.partial(limiter.mark_written, slot),
-                )
-            except NoAnswer as exc:
-                self.stats.count(None)
-                if exc.tls:
-                    raise ChartMogulTLSError(
-                        "TLS certificate verification failed (SSLError); nothing was sent. Check the "
-                        "API base URL, or point the connection's 'verify' extra at a CA bundle",
-                        method=method,
-                        path=path,
-                        retryable=False,
-                    ) from None
-                error = ChartMogulAPIError(
-                    f"no answer ({exc.reason}); the request may or may not have been applied",
-                    method=method,
-                    path=path,
-                    retryable=True,
-                )
-                raise _RetryableError(error) from None
-        self.stats.count(answer.status)
-        return self._read_answer(method, path, answer, sent_at)
-
-    def _read_answer(self, method: str, path: str, answer: Answer, sent_at: float) -> Any:
-        status = answer.status
-        if status in _PUSHBACK_STATUSES and self._limiter is not None:
-            self._limiter.slow_down(sent_at=sent_at)
-        elif status < 400 and self._limiter is not None:
-            self._limiter.record_success()
-        if status == 204 or (status < 300 and not answer.body):
-            return None
-        if status < 300:
-            try:
-                return answer.json()
-            except ValueError:
-                text = answer.text
-                error = ChartMogulAPIError(
-                    f"malformed JSON in the answer: {shorten_text(text, 200)!r}",
-                    status=status,
-                    method=method,
-                    path=path,
-                    body=shorten_text(text),
-                    retryable=True,
-                )
-                raise _RetryableError(error) from None
-        text = answer.text
-        message = error_message(text, answer.headers.get("Content-Type"))
-        error_class = ChartMogulAuthError if status in (401, 403) else ChartMogulAPIError
-        if status == 401:
-            message += " (check the API key in the connection's password field)"
-        elif status == 403:
-            message += " (the API key may be read-only: writing custom attributes needs a read-write key)"
-        error = error_class(message, status=status, method=method, path=path, body=shorten_text(text))
-        if status in RETRYABLE_STATUSES:
-            raise _RetryableError(error, _parse_retry_after(answer.headers.get("Retry-After")))
-        raise error
-
-    def _wait(self, retry_state: tenacity.RetryCallState) -> float:
-        outcome = retry_state.outcome
-        exc = outcome.exception() if outcome is not None else None
-        if isinstance(exc, _RetryableError) and exc.retry_after is not None:
-            return min(exc.retry_after, _MAX_RETRY_AFTER) + random.uniform(0, 0.25)
-        # Full jitter exponential backoff: 0.5 s, 1 s, 2 s ... capped at 30 s.
-        ceiling = min(30.0, 0.5 * 2 ** (retry_state.attempt_number - 1))
-        return random.uniform(ceiling / 2, ceiling)
 
     def request(
         self,
@@ -367,44 +209,24 @@ class ChartMogulHook(BaseHook):
         *,
         json_body: JSON = None,
         params: Mapping[str, Any] | None = None,
+        priority: bool = False,
     ) -> Any:
         """Send one API request (retried as the connection allows); the parsed JSON answer.
 
         :param path: the path under the base URL, starting with ``/v1/``; callers encode segments.
+        :param priority: go ahead of other requests waiting for a send slot (listing pages that
+            writes wait for).
         :raises ChartMogulAuthError: 401 or 403.
         :raises ChartMogulTLSError: the server's certificate was refused.
+        :raises ChartMogulUnavailableError: nothing succeeded for a while (the circuit breaker).
+        :raises ChartMogulCancelledError: :meth:`cancel` was called.
         :raises ChartMogulAPIError: any other error answer, or no answer, after retries.
         """
-        retrying = self._retrying
-        if retrying is None:
-            settings = self.settings
-            # Built once: tenacity keeps each call's state per thread, so the task's threads share it.
-            retrying = self._retrying = tenacity.Retrying(
-                stop=tenacity.stop_after_attempt(settings.max_retries + 1)
-                | tenacity.stop_before_delay(settings.retry_budget),
-                wait=self._wait,
-                retry=tenacity.retry_if_exception_type(_RetryableError),
-                before_sleep=self._before_retry,
-                reraise=True,
+        if self._cancelled.is_set():
+            raise ChartMogulCancelledError(
+                f"not sent: {self._cancel_reason}", method=method, path=path, retryable=True
             )
-        try:
-            return retrying(self._attempt, method, path, json_body, params)
-        except _RetryableError as exc:
-            exc.error.attempts = retrying.statistics.get("attempt_number", 1)
-            exc.error.refresh_message()
-            raise exc.error from None
-
-    def _before_retry(self, retry_state: tenacity.RetryCallState) -> None:
-        self.stats.count_retry()
-        outcome = retry_state.outcome
-        exc = outcome.exception() if outcome is not None else None
-        reason = str(exc.error) if isinstance(exc, _RetryableError) else repr(exc)
-        self.log.debug(
-            "Retrying in %.1f s (attempt %d): %s",
-            retry_state.upcoming_sleep,
-            retry_state.attempt_number + 1,
-            reason,
-        )
+        return self.engine.request(method, path, json_body=json_body, params=params, priority=priority)
 
     # ---- API calls -------------------------------------------------------------------------------
 
@@ -572,7 +394,7 @@ class ChartMogulHook(BaseHook):
             if on_page is not None:
                 on_page()
             try:
-                page = self.request("GET", path, params=params)
+                page = self.request("GET", path, params=params, priority=True)
             except ChartMogulAPIError as exc:
                 if email is not None and exc.status == 404:
                     return

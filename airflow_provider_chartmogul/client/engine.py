@@ -1,0 +1,351 @@
+"""The request engine behind ChartMogulHook: send, read, classify, retry, and the flow control
+that keeps one task's requests within the account's limits (docs/flow-control.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import tenacity
+
+from airflow_provider_chartmogul.client.flow import CircuitBreaker, ConcurrencyLimit, RetryQuota
+from airflow_provider_chartmogul.error_body import error_message, shorten_text
+from airflow_provider_chartmogul.exceptions import (
+    ChartMogulAPIError,
+    ChartMogulAuthError,
+    ChartMogulCancelledError,
+    ChartMogulTLSError,
+    ChartMogulUnavailableError,
+)
+from airflow_provider_chartmogul.ratelimit import LimiterCancelled, RateLimiter
+from airflow_provider_chartmogul.settings import ClientSettings
+from airflow_provider_chartmogul.transport import Answer, NoAnswer, Transport
+
+# Server failures: retried under the retry quota, and what the circuit breaker counts.
+FAILURE_STATUSES = frozenset({500, 502, 503, 504, 520, 524})
+# Longest Retry-After honoured; a longer one is left to the retry budget to refuse.
+MAX_RETRY_AFTER = 60.0
+
+
+@dataclass
+class RequestStats:
+    """What the hook's requests cost; thread-safe counters, read with :meth:`snapshot`."""
+
+    requests: int = 0
+    retries: int = 0
+    by_status: dict[int, int] = field(default_factory=dict)
+    connection_errors: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, status: int | None) -> None:
+        with self._lock:
+            self.requests += 1
+            if status is None:
+                self.connection_errors += 1
+            else:
+                self.by_status[status] = self.by_status.get(status, 0) + 1
+
+    def count_retry(self) -> None:
+        with self._lock:
+            self.retries += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "requests": self.requests,
+                "retries": self.retries,
+                "by_status": dict(sorted(self.by_status.items())),
+                "connection_errors": self.connection_errors,
+                "rate_limited": self.by_status.get(429, 0),
+                "too_many_connections": self.by_status.get(503, 0),
+            }
+
+
+class _Retryable(Exception):
+    """An attempt failed in a way a later attempt may not (carried through tenacity).
+
+    :param failure: a server failure (5xx, no answer): retried only under the retry quota.
+    """
+
+    def __init__(
+        self,
+        error: ChartMogulAPIError,
+        *,
+        retry_after: float | None = None,
+        failure: bool = True,
+        timeout: bool = False,
+    ) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+        self.failure = failure
+        self.timeout = timeout
+
+
+def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (seconds or an HTTP date), or ``None``."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return max(0.0, (when - (now or dt.datetime.now(dt.timezone.utc))).total_seconds())
+
+
+class RequestEngine:
+    """Sends the hook's requests: every attempt passes the concurrency cap and the rate limiter,
+    has a hard deadline, and is retried within ``max_retries`` and ``retry_budget``.
+
+    :param settings: the connection's settings.
+    :param stats: where requests are counted.
+    :param clock: seconds, monotonic; ``sleep`` waits between retries (both injected in tests).
+    """
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        stats: RequestStats,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        log: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.stats = stats
+        self.log = log
+        self._clock = clock
+        self.transport = Transport(settings, clock=clock)
+        self.limiter = RateLimiter(settings.max_requests_per_second, clock=clock)
+        self.concurrency = ConcurrencyLimit(settings.max_connections)
+        self.quota = RetryQuota()
+        self.breaker = CircuitBreaker(started=clock())
+        self._cancelled = threading.Event()
+        self._cancel_reason = ""
+        self._call = threading.local()
+        self._retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(settings.max_retries + 1)
+            | tenacity.stop_before_delay(settings.retry_budget),
+            wait=self._wait,
+            retry=self._should_retry,
+            before_sleep=self._before_retry,
+            sleep=self._sleep,
+            reraise=True,
+        )
+
+    # ---- stopping --------------------------------------------------------------------------------
+
+    def cancel(self, reason: str) -> None:
+        self._cancel_reason = reason
+        self._cancelled.set()
+        self.limiter.cancel()
+        self.concurrency.cancel()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def _sleep(self, seconds: float) -> None:
+        self._cancelled.wait(seconds)  # a cancel cuts the wait short; the next attempt then refuses
+
+    def _refuse_if_stopped(self, method: str, path: str) -> None:
+        if self._cancelled.is_set():
+            raise ChartMogulCancelledError(
+                f"not sent: {self._cancel_reason}", method=method, path=path, retryable=True
+            )
+        if self.breaker.is_open:
+            raise ChartMogulUnavailableError(
+                f"not sent: ChartMogul has answered nothing successfully for "
+                f"{self.breaker.silent_for(self._clock()):.0f} s (last: {self.breaker.last_failure})",
+                method=method,
+                path=path,
+                retryable=True,
+            )
+
+    # ---- one call ----------------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, Any] | None = None,
+        priority: bool = False,
+    ) -> Any:
+        """Send one API request (retried as the settings allow); the parsed JSON answer."""
+        call = self._call
+        call.spent = 0
+        call.attempts = 0
+        call.started = self._clock()
+        try:
+            return self._retrying(self._attempt, method, path, json_body, params, priority)
+        except _Retryable as exc:
+            exc.error.attempts = call.attempts
+            exc.error.refresh_message()
+            raise exc.error from None
+
+    def _attempt(
+        self, method: str, path: str, json_body: Any, params: Mapping[str, Any] | None, priority: bool
+    ) -> Any:
+        self._refuse_if_stopped(method, path)
+        call = self._call
+        call.attempts += 1
+        # Waiting for a connection and a send slot counts against the retry budget after the first
+        # attempt; no attempt waits longer than what is left of it.
+        left = None
+        if call.attempts > 1:
+            left = max(0.0, call.started + self.settings.retry_budget - self._clock())
+        in_flight = self.concurrency.acquire(timeout=left)
+        if in_flight is None:
+            self._refuse_if_stopped(method, path)
+            raise self._no_slot(method, path)
+        try:
+            sent_at = self.limiter.acquire(priority=priority, timeout=left)
+        except LimiterCancelled:
+            self.concurrency.release()
+            self._refuse_if_stopped(method, path)
+            raise
+        if sent_at is None:
+            self.concurrency.release()
+            raise self._no_slot(method, path)
+        try:
+            answer = self.transport.send(
+                method, path, json_body=json_body, params=params, on_finished=self.concurrency.release
+            )
+        except NoAnswer as exc:
+            self.stats.count(None)
+            if exc.tls:
+                raise ChartMogulTLSError(
+                    "TLS certificate verification failed (SSLError); nothing was sent. Check the "
+                    "API base URL, or point the connection's 'verify' extra at a CA bundle",
+                    method=method,
+                    path=path,
+                    retryable=False,
+                ) from None
+            self.breaker.on_failure(self._clock(), f"no answer ({exc.reason})")
+            what = (
+                f"no whole answer within the {self.settings.timeout:g} s timeout ({exc.reason})"
+                if exc.timeout
+                else f"no answer ({exc.reason})"
+            )
+            error = ChartMogulAPIError(
+                f"{what}; the request may or may not have been applied",
+                method=method,
+                path=path,
+                retryable=True,
+            )
+            raise _Retryable(error, timeout=exc.timeout) from None
+        self.stats.count(answer.status)
+        return self._read_answer(method, path, answer, sent_at, in_flight)
+
+    def _no_slot(self, method: str, path: str) -> _Retryable:
+        error = ChartMogulAPIError(
+            f"not sent: no send slot within the retry budget ({self.settings.retry_budget:g} s; the "
+            f"send rate is {self.limiter.rate:.1f}/s after 429s)",
+            method=method,
+            path=path,
+            retryable=True,
+        )
+        return _Retryable(error, failure=False)
+
+    def _read_answer(self, method: str, path: str, answer: Answer, sent_at: float, in_flight: int) -> Any:
+        status = answer.status
+        now = self._clock()
+        congestion = status == 429 or (status == 503 and self.concurrency.is_crowded(in_flight))
+        if status == 429:
+            self.limiter.control.on_throttled(sent_at, now)
+        elif congestion:
+            self.concurrency.on_too_many(sent_at, in_flight)
+        elif status in FAILURE_STATUSES:
+            self.breaker.on_failure(now, f"HTTP {status}")
+        else:
+            self.breaker.on_success(now)
+            self.limiter.control.on_success(now)
+            self.concurrency.on_success(now)
+            if status < 400:
+                self.quota.on_success(self._call.spent)
+        if status == 204 or (status < 300 and not answer.body):
+            return None
+        if status < 300:
+            try:
+                return answer.json()
+            except ValueError:
+                text = answer.text
+                error = ChartMogulAPIError(
+                    f"malformed JSON in the answer: {shorten_text(text, 200)!r}",
+                    status=status,
+                    method=method,
+                    path=path,
+                    body=shorten_text(text),
+                    retryable=True,
+                )
+                raise _Retryable(error) from None
+        text = answer.text
+        message = error_message(text, answer.headers.get("Content-Type"))
+        error_class = ChartMogulAuthError if status in (401, 403) else ChartMogulAPIError
+        if status == 401:
+            message += " (check the API key in the connection's password field)"
+        elif status == 403:
+            message += " (the API key may be read-only: writing custom attributes needs a read-write key)"
+        error = error_class(message, status=status, method=method, path=path, body=shorten_text(text))
+        if status == 429 or status in FAILURE_STATUSES:
+            raise _Retryable(
+                error,
+                retry_after=parse_retry_after(answer.headers.get("Retry-After")),
+                failure=not congestion,
+            )
+        raise error
+
+    # ---- retries -----------------------------------------------------------------------------------
+
+    def _should_retry(self, retry_state: tenacity.RetryCallState) -> bool:
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        if not isinstance(exc, _Retryable) or self._cancelled.is_set():
+            return False
+        if exc.failure:
+            cost = self.quota.take(timeout=exc.timeout)
+            if cost is None:
+                exc.error.api_message += (
+                    " (not retried: the task's retry quota is spent, ChartMogul has been failing)"
+                )
+                return False
+            self._call.spent += cost
+        return True
+
+    def _wait(self, retry_state: tenacity.RetryCallState) -> float:
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        if isinstance(exc, _Retryable) and exc.retry_after is not None:
+            return min(exc.retry_after, MAX_RETRY_AFTER) + random.uniform(0, 0.25)
+        # Full-jitter exponential backoff: up to 0.5 s, 1 s, 2 s ... capped at 30 s.
+        ceiling = min(30.0, 0.5 * 2 ** (retry_state.attempt_number - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+    def _before_retry(self, retry_state: tenacity.RetryCallState) -> None:
+        self.stats.count_retry()
+        if self.log is not None:
+            outcome = retry_state.outcome
+            exc = outcome.exception() if outcome is not None else None
+            reason = str(exc.error) if isinstance(exc, _Retryable) else repr(exc)
+            self.log.debug(
+                "Retrying in %.1f s (attempt %d): %s",
+                retry_state.upcoming_sleep,
+                retry_state.attempt_number + 1,
+                reason,
+            )
+
+    def close(self) -> None:
+        self.transport.close()

@@ -1,0 +1,259 @@
+"""Flow control that tells congestion from failure: the send rate, the concurrency cap, the retry
+quota and the circuit breaker. No threads, no I/O: each takes the time from its caller, so the
+hook's threads share them and tests drive them with a fake clock.
+
+The designs and their sources are in docs/flow-control.md. No library fits: the retry libraries
+(tenacity) decide when one call retries, not how a task's many calls share an account's limits.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+
+# The AWS SDKs' adaptive mode uses CUBIC with a cut to 0.7 and a scale of 0.4; against a hard
+# per-account window, a milder cut, a flatter curve and a plateau a little below the throttled rate
+# gave the highest shares with the fewest 429s (the simulations in tests/client/test_flow.py).
+CUBIC_BETA = 0.8
+CUBIC_SCALE = 0.03
+# The curve flattens out this far below the rate that was throttled, not at it.
+PLATEAU = 0.94
+# How long the measured send rate looks back.
+MEASURE_SECONDS = 1.0
+
+
+class AdaptiveRate:
+    """The send rate: cut on 429 only, then regained along a CUBIC curve (AWS adaptive mode).
+
+    After a cut to ``beta`` times the rate measured when the throttled request was sent, the rate
+    climbs fast, flattens out near that earlier rate (where the account's limit was met) and only
+    then probes above it. Several clients that cut the same way converge to fair shares.
+
+    :param max_rate: the configured rate: never exceeded, and returned to when nothing throttles.
+    :param min_rate: the floor of a cut.
+    """
+
+    def __init__(self, max_rate: float, *, min_rate: float = 0.5) -> None:
+        self.max_rate = float(max_rate)
+        self.min_rate = min(float(min_rate), self.max_rate)
+        self._rate = self.max_rate
+        self._last_max = self.max_rate
+        self._k = 0.0
+        self._cut_at: float | None = None
+        self._sends: deque[float] = deque()
+        self._lock = threading.Lock()
+        self.cuts = 0
+
+    @property
+    def rate(self) -> float:
+        """Requests per second allowed now."""
+        return self._rate
+
+    def measured(self, now: float) -> float:
+        """Requests actually sent per second over the last :data:`MEASURE_SECONDS`."""
+        with self._lock:
+            return self._measured(now)
+
+    def _measured(self, now: float) -> float:
+        sends = self._sends
+        while sends and sends[0] <= now - MEASURE_SECONDS:
+            sends.popleft()
+        return len(sends) / MEASURE_SECONDS
+
+    def on_send(self, now: float) -> None:
+        with self._lock:
+            self._sends.append(now)
+            if len(self._sends) > 4 * self.max_rate + 8:
+                self._measured(now)
+
+    def on_throttled(self, sent_at: float, now: float) -> bool:
+        """A 429 to a request sent at ``sent_at``; whether the rate was cut.
+
+        Answers to requests sent before the last cut belong to the congestion already answered,
+        so a burst of 429s to requests in flight cuts once.
+        """
+        with self._lock:
+            if self._cut_at is not None and sent_at < self._cut_at:
+                return False
+            measured = self._measured(now)
+            base = min(self._rate, measured) if measured > 0 else self._rate
+            self._last_max = max(base * PLATEAU, self.min_rate)
+            self._rate = max(self.min_rate, base * CUBIC_BETA)
+            self._k = math.cbrt(max(0.0, self._last_max - self._rate) / CUBIC_SCALE)
+            self._cut_at = now
+            self.cuts += 1
+            return True
+
+    def on_success(self, now: float) -> None:
+        """A request was not throttled: move along the curve."""
+        if self._cut_at is None or self._rate >= self.max_rate:
+            return
+        with self._lock:
+            if self._cut_at is None:
+                return
+            t = now - self._cut_at
+            curve = CUBIC_SCALE * (t - self._k) ** 3 + self._last_max
+            self._rate = min(self.max_rate, max(self._rate, curve))
+
+
+class ConcurrencyLimit:
+    """How many requests may be in flight: cut on a 503 that says "too many connections", regained
+    quickly (AIMD on the in-flight count, not on the rate).
+
+    ChartMogul answers 503 above 20 parallel connections per account. A 503 while this task has
+    only a few requests in flight cannot be its own doing: it is server trouble, a transient 5xx.
+
+    :param maximum: the configured cap (the connection's ``max_connections``).
+    :param crowded: a 503 is congestion only when at least this many requests were in flight.
+    :param recover_after: successes that win back one slot.
+    """
+
+    def __init__(self, maximum: int, *, crowded: int | None = None, recover_after: int = 2) -> None:
+        self.maximum = maximum
+        self.crowded = crowded if crowded is not None else max(3, maximum // 4)
+        self.recover_after = recover_after
+        self._limit = maximum
+        self._in_flight = 0
+        self._successes = 0
+        self._cut_at: float | None = None
+        self._cancelled = False
+        self._free = threading.Condition()
+        self.cuts = 0
+
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def acquire(self, timeout: float | None = None) -> int | None:
+        """Wait for a free slot; the number in flight including this one, or ``None`` when the wait
+        timed out or :meth:`cancel` was called."""
+        with self._free:
+            ok = self._free.wait_for(lambda: self._cancelled or self._in_flight < self._limit, timeout)
+            if not ok or self._cancelled:
+                return None
+            self._in_flight += 1
+            return self._in_flight
+
+    def release(self) -> None:
+        with self._free:
+            self._in_flight -= 1
+            self._free.notify()
+
+    def cancel(self) -> None:
+        """Wake every waiter; from now on :meth:`acquire` returns ``None``."""
+        with self._free:
+            self._cancelled = True
+            self._free.notify_all()
+
+    def is_crowded(self, in_flight_at_send: int) -> bool:
+        """Whether a 503 to a request sent with this many in flight means "too many connections"."""
+        return in_flight_at_send >= self.crowded
+
+    def on_too_many(self, sent_at: float, in_flight_at_send: int) -> bool:
+        """A crowded 503: halve the cap (once per episode, like :meth:`AdaptiveRate.on_throttled`)."""
+        with self._free:
+            if self._cut_at is not None and sent_at < self._cut_at:
+                return False
+            self._limit = max(1, min(self._limit, in_flight_at_send) // 2)
+            self._cut_at = sent_at
+            self._successes = 0
+            self.cuts += 1
+            return True
+
+    def on_success(self, now: float) -> None:
+        if self._limit >= self.maximum:
+            return
+        with self._free:
+            self._successes += 1
+            if self._successes >= self.recover_after and self._limit < self.maximum:
+                self._successes = 0
+                self._limit += 1
+                self._cut_at = now
+                self._free.notify()
+
+
+class RetryQuota:
+    """A task-wide budget of retries (the AWS SDKs' *standard* retry mode): each retry spends
+    tokens, each success earns some back, and with the bucket empty failures are not retried, so a
+    server in trouble gets no retry storm from us. Throttling (429) is left to :class:`AdaptiveRate`
+    and spends nothing.
+    """
+
+    def __init__(
+        self, capacity: int = 500, *, retry_cost: int = 5, timeout_cost: int = 10, refund: int = 1
+    ) -> None:
+        self.capacity = capacity
+        self.retry_cost = retry_cost
+        self.timeout_cost = timeout_cost
+        self.refund = refund
+        self._tokens = capacity
+        self._lock = threading.Lock()
+        self.refused = 0
+
+    @property
+    def tokens(self) -> int:
+        return self._tokens
+
+    def take(self, *, timeout: bool = False) -> int | None:
+        """Tokens for one retry (what to give back if it succeeds), or ``None``: do not retry."""
+        cost = self.timeout_cost if timeout else self.retry_cost
+        with self._lock:
+            if self._tokens < cost:
+                self.refused += 1
+                return None
+            self._tokens -= cost
+            return cost
+
+    def on_success(self, spent: int) -> None:
+        """A request succeeded; ``spent`` is what its retries took (0 when it needed none)."""
+        with self._lock:
+            self._tokens = min(self.capacity, self._tokens + (spent or self.refund))
+
+
+class CircuitBreaker:
+    """Opens, for good, when nothing has succeeded for ``open_after`` seconds and the last
+    ``min_failures`` attempts all failed (connection refused, timeouts, 5xx). A run then stops and
+    reports the rest as not attempted, instead of spending every customer's retry budget on a
+    ChartMogul that is down. It never closes again: a later run starts with a new hook.
+    """
+
+    def __init__(self, *, open_after: float = 10.0, min_failures: int = 10, started: float = 0.0) -> None:
+        self.open_after = open_after
+        self.min_failures = min_failures
+        self._last_success = started
+        self._failures = 0
+        self._last_failure = ""
+        self._open = False
+        self._lock = threading.Lock()
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    @property
+    def last_failure(self) -> str:
+        return self._last_failure
+
+    def on_success(self, now: float) -> None:
+        if self._failures or now > self._last_success:
+            with self._lock:
+                self._failures = 0
+                self._last_success = max(self._last_success, now)
+
+    def on_failure(self, now: float, what: str) -> bool:
+        """A failed attempt; whether the breaker is (now) open."""
+        with self._lock:
+            self._failures += 1
+            self._last_failure = what
+            if self._failures >= self.min_failures and now - self._last_success >= self.open_after:
+                self._open = True
+            return self._open
+
+    def silent_for(self, now: float) -> float:
+        """Seconds since the last success (or since the start)."""
+        return now - self._last_success
