@@ -10,6 +10,8 @@ Cases:
     Import Airflow, this provider and the official client; report versions and import time.
 ``official``
     The official ``chartmogul`` client in a sequential loop, as users write it today.
+``official_sync``
+    The official client's read-then-write loop (read each customer, write what differs).
 ``provider``
     ``AddCustomAttributesOperator(...).execute(context={})`` with records from a list
     (``source`` ``"uuid"`` or ``"external_id"``) or from SQL (``source`` ``"sql"``).
@@ -116,11 +118,65 @@ def official(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def official_sync(spec: dict[str, Any]) -> dict[str, Any]:
+    """The official client's read-then-write loop: read each customer's attributes, write the
+    ones that differ (the seed call with the changed entries only)."""
+    started = time.perf_counter()
+    import chartmogul
+
+    import_seconds = time.perf_counter() - started
+    config = chartmogul.Config(API_KEY)
+    config.uri = f"{spec['url']}/v1"
+    records = records_by_uuid(spec["count"])
+    failures: list[str] = []
+    counts = {"reads": 0, "writes": 0}
+
+    def sync() -> int:
+        succeeded = 0
+        for record in records:
+            uuid = record["customer_uuid"]
+            try:
+                held = chartmogul.Attributes.retrieve(config, uuid=uuid).get().custom
+                counts["reads"] += 1
+                changed = [e for e in record["custom"] if held.get(e["key"]) != e["value"]]
+                if changed:
+                    chartmogul.CustomAttributes.add(config, uuid=uuid, data={"custom": changed}).get()
+                    counts["writes"] += 1
+                succeeded += 1
+            except Exception as exc:  # a user's loop would stop here; the benchmark counts it
+                failures.append(f"{uuid}: {exc!r}"[:300])
+        return succeeded
+
+    succeeded, measured = _measure(sync)
+    return {
+        **measured,
+        **counts,
+        "import_seconds": import_seconds,
+        "customers": len(records),
+        "succeeded": succeeded,
+        "failed": len(failures),
+        "failures": failures[:3],
+    }
+
+
+def _wait_for_go(spec: dict[str, Any]) -> None:
+    """Several processes that must start at once: say ready, then wait for the go file."""
+    if not spec.get("go_file"):
+        return
+    Path(spec["ready_file"]).touch()
+    go = Path(spec["go_file"])
+    while not go.exists():
+        time.sleep(0.005)
+
+
 def provider(spec: dict[str, Any]) -> dict[str, Any]:
     """The operator at the settings in ``spec['operator']`` (the defaults when it is empty)."""
     started = time.perf_counter()
     from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
-    from airflow_provider_chartmogul.operators.custom_attributes import AddCustomAttributesOperator
+    from airflow_provider_chartmogul.operators.custom_attributes import (
+        AddCustomAttributesOperator,
+        CustomAttributesPushError,
+    )
 
     import_seconds = time.perf_counter() - started
     fingerprint = _provider_fingerprint()
@@ -139,11 +195,18 @@ def provider(spec: dict[str, Any]) -> dict[str, Any]:
     elif source == "external_id":
         kwargs["customers"] = records_by_external_id(spec["count"])
     else:
-        kwargs["customers"] = records_by_uuid(spec["count"])
+        start = int(spec.get("start") or 0)
+        kwargs["customers"] = records_by_uuid(start + spec["count"])[start:]
+    raised: list[str] = []
 
     def push() -> dict[str, Any]:
-        return AddCustomAttributesOperator(task_id="benchmark", **kwargs).execute(context={})
+        try:
+            return AddCustomAttributesOperator(task_id="benchmark", **kwargs).execute(context={})
+        except CustomAttributesPushError as exc:  # too many failures: the report is still whole
+            raised.append(str(exc)[:300])
+            return exc.report
 
+    _wait_for_go(spec)
     report, measured = _measure(push)
     return {
         **measured,
@@ -155,6 +218,12 @@ def provider(spec: dict[str, Any]) -> dict[str, Any]:
         "failed": report["failed"],
         "skipped": report["skipped"],
         "failures": [f"{f['customer']}: {f['error']}"[:300] for f in report["failures"][:3]],
+        "failed_uuids": [
+            f.get("customer_uuid") or (f.get("record") or {}).get("customer_uuid") or f["customer"]
+            for f in report["failures"]
+        ],
+        "raised": raised[0] if raised else None,
+        "aborted": report.get("aborted"),
         "requests": report.get("requests"),
         "customer_lookup": report.get("customer_lookup"),
         "duration_seconds": report.get("duration_seconds"),
@@ -171,6 +240,7 @@ def provider(spec: dict[str, Any]) -> dict[str, Any]:
 CASES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "probe": probe,
     "official": official,
+    "official_sync": official_sync,
     "provider": provider,
 }
 

@@ -13,6 +13,8 @@ from typing import Any
 
 API_KEY = "sk_bench_3d1f6a0c9e7b4a52"
 ATTRIBUTES_PER_CUSTOMER = 3
+OTHER_CLIENT_AGENT = "benchmark-other-integration/1.0"  # the shared-account load
+SYNC_CHANGED_EVERY = 20  # 5 % of the daily sync's records differ from the account
 
 
 def customer_uuid(index: int) -> str:
@@ -50,6 +52,28 @@ def server_customers(count: int, *, start: int = 0) -> list[dict[str, Any]]:
         {"uuid": customer_uuid(i), "external_id": external_id(i), "email": f"customer{i}@example.com"}
         for i in range(start, start + count)
     ]
+
+
+def expected_custom(index: int) -> dict[str, Any]:
+    """Customer ``index``'s custom attributes as the server shows them once the records are written."""
+    return {entry["key"]: entry["value"] for entry in seed_custom(index)}
+
+
+def is_changed(index: int, every: int = SYNC_CHANGED_EVERY) -> bool:
+    """Whether the daily sync's record for customer ``index`` differs from the account's state."""
+    return index % every == 0
+
+
+def synced_customers(count: int) -> list[dict[str, Any]]:
+    """The daily sync's account: every customer holds its record's values, but one in
+    ``SYNC_CHANGED_EVERY`` an older ``age``."""
+    customers = server_customers(count)
+    for index, customer in enumerate(customers):
+        custom = expected_custom(index)
+        if is_changed(index):
+            custom["age"] += 1000
+        customer["custom"] = custom
+    return customers
 
 
 def source_fingerprint(package_dir: Path) -> str:
