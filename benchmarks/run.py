@@ -143,8 +143,8 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     args = parser.parse_args(argv)
     quick = args.quick
 
-    def _size(value: int | None, quick: int, full: int) -> int:
-        return value if value is not None else quick if quick else full
+    def _size(value: int | None, small: int, full: int) -> int:
+        return value if value is not None else small if quick else full
 
     sections: list[str] = []
     for item in args.only or list(SECTIONS):
