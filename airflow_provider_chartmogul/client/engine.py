@@ -315,6 +315,11 @@ class RequestEngine:
         exc = outcome.exception() if outcome is not None else None
         if not isinstance(exc, _Retryable) or self._cancelled.is_set():
             return False
+        call = self._call
+        if call.attempts > self.settings.max_retries or (
+            self._clock() - call.started >= self.settings.retry_budget
+        ):
+            return False  # the stop conditions end it: spend nothing on a retry that will not be
         if exc.failure:
             cost = self.quota.take(timeout=exc.timeout)
             if cost is None:
@@ -322,7 +327,7 @@ class RequestEngine:
                     " (not retried: the task's retry quota is spent, ChartMogul has been failing)"
                 )
                 return False
-            self._call.spent += cost
+            call.spent += cost
         return True
 
     def _wait(self, retry_state: tenacity.RetryCallState) -> float:

@@ -1,0 +1,165 @@
+"""The request engine against the project's ChartMogul-compatible server: which signal moves which
+control, the retry quota, the circuit breaker and cancellation."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from airflow_provider_chartmogul.client.engine import RequestEngine, RequestStats, parse_retry_after
+from airflow_provider_chartmogul.client.flow import RetryQuota
+from airflow_provider_chartmogul.exceptions import (
+    ChartMogulAPIError,
+    ChartMogulCancelledError,
+    ChartMogulUnavailableError,
+)
+from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
+from airflow_provider_chartmogul.settings import ClientSettings
+from airflow_provider_chartmogul.testing.server import ChartMogulServer
+from tests.conftest import API_KEY, connection_json
+
+
+@pytest.fixture
+def hook(chartmogul_conn: ChartMogulServer, monkeypatch: pytest.MonkeyPatch) -> ChartMogulHook:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CHARTMOGUL_DEFAULT",
+        connection_json(chartmogul_conn, max_retries=5, retry_budget=30, max_connections=10),
+    )
+    return ChartMogulHook()
+
+
+def test_a_503_with_few_requests_in_flight_is_a_failure_not_congestion(
+    hook: ChartMogulHook, chartmogul_conn: ChartMogulServer
+) -> None:
+    chartmogul_conn.queue_faults(["503", "503"])
+    with hook:
+        assert hook.ping() == "pong!"
+        engine = hook.engine
+        assert engine.concurrency.cuts == 0 and engine.concurrency.limit == 10
+        assert engine.limiter.control.cuts == 0
+        # Two retries were paid from the quota, and the success gave them back.
+        assert engine.quota.tokens == engine.quota.capacity
+        assert hook.stats.snapshot()["retries"] == 2
+
+
+def test_500s_spend_the_retry_quota_and_leave_the_rate_alone(
+    chartmogul_conn: ChartMogulServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_CHARTMOGUL_DEFAULT", connection_json(chartmogul_conn, max_retries=2))
+    chartmogul_conn.configure(faults={"500": 1.0})
+    with ChartMogulHook() as hook:
+        engine = hook.engine
+        with pytest.raises(ChartMogulAPIError) as info:
+            hook.ping()
+        assert info.value.status == 500 and info.value.attempts == 3
+        assert engine.quota.tokens == engine.quota.capacity - 2 * 5  # two retries, 5 tokens each
+        assert engine.limiter.rate == engine.limiter.max_rate
+
+
+def test_an_empty_retry_quota_fails_at_once_and_says_why(
+    hook: ChartMogulHook, chartmogul_conn: ChartMogulServer
+) -> None:
+    chartmogul_conn.configure(faults={"502": 1.0})
+    with hook:
+        hook.engine.quota = RetryQuota(capacity=4)
+        with pytest.raises(ChartMogulAPIError, match="retry quota is spent") as info:
+            hook.ping()
+    assert info.value.attempts == 1
+    assert len(chartmogul_conn.requests) == 1
+
+
+def test_429s_cut_the_rate_not_the_concurrency(
+    hook: ChartMogulHook, chartmogul_conn: ChartMogulServer
+) -> None:
+    chartmogul_conn.queue_faults(["429", "429"])
+    with hook:
+        assert hook.ping() == "pong!"
+        engine = hook.engine
+        assert engine.limiter.control.cuts >= 1
+        assert engine.limiter.rate < engine.limiter.max_rate
+        assert engine.concurrency.cuts == 0
+        assert engine.quota.tokens == engine.quota.capacity  # throttling spends no retry quota
+
+
+def test_too_many_parallel_connections_cut_the_concurrency_not_the_rate(
+    hook: ChartMogulHook, chartmogul_conn: ChartMogulServer
+) -> None:
+    # Another integration holds most of the account's connections: only 4 are left for us.
+    chartmogul_conn.configure(max_parallel=4, latency=0.3)
+    with hook, ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda _: hook.ping(), range(30)))
+        engine = hook.engine
+        assert answers == ["pong!"] * 30
+        assert engine.concurrency.cuts >= 1
+        assert engine.limiter.control.cuts == 0
+
+
+def test_the_circuit_breaker_stops_sending_when_nothing_succeeds(chartmogul_server: ChartMogulServer) -> None:
+    with ChartMogulServer(api_keys={}) as gone:
+        dead_url = gone.url  # nothing listens there any more
+    now = [1000.0]
+    settings = ClientSettings(base_url=dead_url, api_key=API_KEY, timeout=2, max_retries=0)
+    engine = RequestEngine(settings, RequestStats(), clock=lambda: now[0])
+    try:
+        for _ in range(10):
+            now[0] += 1.5
+            with pytest.raises(ChartMogulAPIError, match="ConnectionRefusedError"):
+                engine.request("GET", "/v1/ping")
+        assert engine.breaker.is_open
+        sent = engine.stats.snapshot()["requests"]
+        with pytest.raises(ChartMogulUnavailableError, match=r"nothing successfully for 15 s"):
+            engine.request("GET", "/v1/ping")
+        assert engine.stats.snapshot()["requests"] == sent  # not sent
+    finally:
+        engine.close()
+
+
+def test_cancel_ends_a_wait_between_retries_at_once(
+    hook: ChartMogulHook, chartmogul_conn: ChartMogulServer
+) -> None:
+    chartmogul_conn.configure(faults={"503": 1.0}, rate_limit_retry_after=None)
+    chartmogul_conn.queue_faults(["429"])
+    errors: list[BaseException] = []
+
+    def ping() -> None:
+        try:
+            hook.ping()
+        except BaseException as exc:
+            errors.append(exc)
+
+    with hook:
+        thread = threading.Thread(target=ping)
+        thread.start()
+        for _ in range(500):  # until the first retry's wait has begun
+            if hook.stats.snapshot()["retries"]:
+                break
+            time.sleep(0.01)
+        hook.cancel("the task was marked failed")
+        thread.join(10)
+        assert not thread.is_alive()
+        sent = len(chartmogul_conn.requests)
+        with pytest.raises(ChartMogulCancelledError, match="the task was marked failed"):
+            hook.ping()
+    assert len(errors) == 1 and isinstance(errors[0], ChartMogulCancelledError)
+    assert len(chartmogul_conn.requests) == sent
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("3", 3.0),
+        ("0.5", 0.5),
+        ("-2", 0.0),
+        ("soon", None),
+        (None, None),
+        ("Wed, 21 Oct 2015 07:28:10 GMT", 10.0),
+    ],
+)
+def test_retry_after_forms(header: str | None, seconds: float | None) -> None:
+    import datetime as dt
+
+    now = dt.datetime(2015, 10, 21, 7, 28, 0, tzinfo=dt.timezone.utc)
+    assert parse_retry_after(header, now) == seconds
