@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 try:  # Airflow 3
     from airflow.sdk import BaseHook, BaseOperator
 except ImportError:  # Airflow 2
@@ -28,7 +30,7 @@ try:  # Airflow 3
 except ImportError:  # Airflow 2.8+
     from airflow.template.templater import LiteralValue as literal  # type: ignore[no-redef,assignment]
 
-LiteralValue: type = type(literal(None))
+LiteralValue: type[Any] = type(literal(None))
 
 __all__ = [
     "AirflowException",

@@ -11,7 +11,7 @@ Rules (the seed page, plus our own choices where ChartMogul documents nothing):
 type           accepted Python values                                       sent as (JSON)
 =============  ===========================================================  =====================
 ``String``     ``str`` of at most 255 characters (code points, not bytes;    the string unchanged
-               ``""`` allowed). Also ``int``, ``float``, ``Decimal``
+               ``""`` allowed; no lone surrogates). Also ``int``, ``float``, ``Decimal``
                (finite, not ``bool``), converted with ``str()``: SQL
                numbers are often mapped to String attributes.
 ``Integer``    ``int`` (not ``bool``); a ``str`` of ASCII digits with an     integer
@@ -22,12 +22,13 @@ type           accepted Python values                                       sent
 ``Decimal``    ``int``, ``float``, ``Decimal`` (not ``bool``), or a          see below
                numeric ``str`` (``8``, ``-8.5``, ``.5``, ``1e3``;
                surrounding whitespace ignored). Finite, also once
-               converted to a float (``Decimal('1e400')`` is rejected).
+               converted to a float (``Decimal('1e400')`` is rejected),
+               and not a non-zero value a float rounds to 0 (``1e-400``).
 ``Timestamp``  ISO 8601 date or date-time ``str``, ``"2016-01-31 00:00:00   see below
                UTC"``, ``datetime``/``date`` (pendulum included).
 ``Boolean``    ``bool``; exactly one of the seed's spellings ``TRUE true     ``true``/``false``
-               t 1 FALSE false f 0`` as ``str`` (surrounding whitespace
-               ignored); the ``int`` 1 or 0.
+               t 1 FALSE false f 0`` as ``str`` (exactly: ``"TRUE "`` is
+               rejected); the ``int`` 1 or 0.
 =============  ===========================================================  =====================
 
 Decimal values keep the shape they were given, so ``8`` and ``8.0`` both mean eight to
@@ -87,6 +88,7 @@ from typing import Any
 import pendulum
 
 from airflow_provider_chartmogul.exceptions import ChartMogulValidationError, shorten
+from airflow_provider_chartmogul.textcheck import surrogate_problem
 
 __all__ = [
     "ATTRIBUTE_FIELDS",
@@ -139,6 +141,7 @@ _TYPE_HINTS = {
     "time": "Timestamp",
 }
 _BOOLEAN_SPELLINGS = ", ".join(BOOLEAN_TRUE + BOOLEAN_FALSE)
+_UNDERFLOW = "is too close to zero for a floating point number (it would be sent as 0)"
 
 _KEY_RE = re.compile(r"[A-Za-z0-9_]+")
 _INTEGER_RE = re.compile(r"[+-]?[0-9]+")
@@ -252,6 +255,9 @@ def _normalize_string(value: Any) -> str:
         raise ValueError(
             f"is not a valid String: must be at most {MAX_STRING_LENGTH} characters, got {len(value)}"
         )
+    problem = surrogate_problem(value)
+    if problem:
+        raise ValueError(f"is not a valid String: {problem}")
     return value
 
 
@@ -302,6 +308,8 @@ def _normalize_decimal(value: Any) -> int | float:
             raise ValueError(rule + "must be finite (too large for a floating point number)")
         if _INTEGER_RE.fullmatch(text):
             return int(text)
+        if as_float == 0.0 and Decimal(text) != 0:
+            raise ValueError(rule + _UNDERFLOW)
         return as_float
     if isinstance(value, int):
         try:
@@ -319,6 +327,8 @@ def _normalize_decimal(value: Any) -> int | float:
         as_float = float(value)
         if not math.isfinite(as_float):
             raise ValueError(rule + "must be finite (too large for a floating point number)")
+        if as_float == 0.0 and value != 0:
+            raise ValueError(rule + _UNDERFLOW)
         exponent = value.as_tuple().exponent
         if isinstance(exponent, int) and exponent >= 0:
             return int(value)
@@ -335,10 +345,9 @@ def _normalize_boolean(value: Any) -> bool:
             return value == 1
         raise ValueError(rule)
     if isinstance(value, str):
-        text = value.strip()
-        if text in BOOLEAN_TRUE:
+        if value in BOOLEAN_TRUE:
             return True
-        if text in BOOLEAN_FALSE:
+        if value in BOOLEAN_FALSE:
             return False
         raise ValueError(rule)
     raise ValueError(rule + f"; got {_type_name(value)}")
@@ -531,6 +540,11 @@ def _check_source(source: Any, *, customer: str | None, key: str | None) -> str 
             key=key,
             value=source,
             has_value=True,
+        )
+    problem = surrogate_problem(source)
+    if problem:
+        raise ChartMogulValidationError(
+            f"source {problem}", customer=customer, key=key, value=source, has_value=True
         )
     return source
 

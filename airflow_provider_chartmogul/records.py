@@ -15,13 +15,18 @@ identifier              exactly one of ``customer_uuid``, ``external_id``, ``ema
                         whose value is ``None`` counts as not given (JSON ``null``, SQL NULL).
 ``customer_uuid``       a non-empty ``str`` safe in a URL path (see
                         :func:`~airflow_provider_chartmogul.attributes.validate_customer_uuid`);
-                        any format, ``cus_`` + UUID not required.
-``external_id``         a non-empty, non-blank ``str``; an ``int`` (not ``bool``) is accepted and
-                        converted with ``str()`` since SQL ids are often integers.
+                        any format, ``cus_`` + UUID not required. An ``int`` is refused, from a
+                        record and from SQL alike (it is probably an ``external_id``).
+``external_id``         a non-empty, non-blank ``str`` (no lone surrogates); an ``int`` (not
+                        ``bool``) is accepted and converted with ``str()`` since SQL ids are
+                        often integers.
 ``data_source_uuid``    only together with ``external_id``; a non-empty ``str`` without
                         whitespace or control characters.
-``email``               a ``str`` with exactly one ``@`` and text on both sides (nothing stricter).
+``email``               a ``str`` with exactly one ``@`` and text on both sides (nothing stricter;
+                        no lone surrogates).
 ``custom``              required; a list of attributes (an empty list is valid: nothing to send).
+                        An attribute whose value is ``None`` is left out, as a SQL NULL is, unless
+                        clears are allowed (then it removes the attribute).
 ``error`` ``status``    ignored, so that failure entries of our own report can be fed back as
 ``stage``               records.
 anything else           rejected by name.
@@ -57,6 +62,7 @@ from airflow_provider_chartmogul.attributes import (
     validate_key,
 )
 from airflow_provider_chartmogul.exceptions import ChartMogulValidationError, shorten
+from airflow_provider_chartmogul.textcheck import surrogate_problem
 
 __all__ = [
     "IDENTIFIER_FIELDS",
@@ -87,6 +93,10 @@ SQL_RESULT_LABEL = "SQL result"
 ATTRIBUTE_TYPES_LABEL = "attribute_types"
 
 _LABEL_VALUE_LIMIT = 60
+_INT_UUID_HINT = (
+    " (ChartMogul customer uuids are strings such as 'cus_...'; an integer id is probably an "
+    "external_id: name the field or column external_id)"
+)
 
 
 def _short_text(text: str) -> str:
@@ -165,6 +175,9 @@ def _check_external_id(value: Any, label: str) -> str:
         )
     if not value.strip():
         raise _fail("field 'external_id' must be a non-empty, non-blank string", label, value)
+    problem = surrogate_problem(value)
+    if problem:
+        raise _fail(f"field 'external_id' {problem}", label, value)
     return value
 
 
@@ -186,6 +199,9 @@ def _check_email(value: Any, label: str) -> str:
     local, at, domain = value.partition("@")
     if not at or not local or not domain or "@" in domain:
         raise _fail("field 'email' must contain exactly one '@' with text on both sides", label, value)
+    problem = surrogate_problem(value)
+    if problem:
+        raise _fail(f"field 'email' {problem}", label, value)
     return value
 
 
@@ -200,7 +216,8 @@ def parse_record(
 
     :param index: 0-based position of the record in the input, used in labels.
     :param default_source: ``source`` for attributes that give none.
-    :param allow_clear: accept attribute values of ``None`` (remove the attribute).
+    :param allow_clear: keep attribute values of ``None`` (remove the attribute); without it such
+        attributes are left out (nothing is sent for them).
     :raises ChartMogulValidationError: labelled ``record #N (identifier=...)``.
     """
     label = describe_record(raw, index)
@@ -242,7 +259,8 @@ def parse_record(
         try:
             customer_uuid = validate_customer_uuid(raw["customer_uuid"])
         except ChartMogulValidationError as exc:
-            raise _fail(exc.rule, label, raw["customer_uuid"]) from None
+            hint = _INT_UUID_HINT if isinstance(raw["customer_uuid"], int) else ""
+            raise _fail(exc.rule + hint, label, raw["customer_uuid"]) from None
     elif given[0] == "external_id":
         external_id = _check_external_id(raw["external_id"], label)
     else:
@@ -258,9 +276,10 @@ def parse_record(
 
     if "custom" not in raw:
         raise _fail("field 'custom' is required (a list of attributes)", label, has_value=False)
-    custom = normalize_custom(
-        raw["custom"], customer=label, allow_clear=allow_clear, default_source=default_source
-    )
+    custom = normalize_custom(raw["custom"], customer=label, allow_clear=True, default_source=default_source)
+    if not allow_clear:
+        # No value, like a SQL NULL: the attribute is left alone.
+        custom = [attribute for attribute in custom if attribute.value is not None]
     return CustomerRecord(
         index=index,
         customer_uuid=customer_uuid,
@@ -407,9 +426,10 @@ def check_columns(columns: Sequence[str], attribute_types: Mapping[str, str] | N
             )
 
 
-def _identifier_from_sql(value: Any) -> Any:
-    """SQL identifier values: integers and UUIDs become strings; the rest is checked by parse_record."""
-    if isinstance(value, int) and not isinstance(value, bool):
+def _identifier_from_sql(name: str, value: Any) -> Any:
+    """SQL identifier values: integers (but in ``customer_uuid``, refused as in a record) and UUIDs
+    become strings; the rest is checked by parse_record."""
+    if isinstance(value, int) and not isinstance(value, bool) and name != "customer_uuid":
         return str(value)
     if isinstance(value, uuid.UUID):
         return str(value)
@@ -447,7 +467,8 @@ def records_from_rows(
     The columns are checked at once (:func:`check_columns`, raising); the rows are read only as the
     result is iterated, so a large result streams in constant memory.
 
-    * Identifier columns: NULL is left out; ``int`` and ``uuid.UUID`` values become ``str``.
+    * Identifier columns: NULL is left out; ``int`` (except in ``customer_uuid``) and ``uuid.UUID``
+      values become ``str``.
     * Attribute columns: NULL leaves the attribute out (nothing sent for it), unless
       ``keep_nulls``: then it is kept as ``"value": None`` (a clear, for sync mode with
       ``allow_clear``). A clear's type is never sent (removal takes keys only); it is the column's
@@ -495,7 +516,7 @@ def _iter_records(
         record: dict[str, Any] = {}
         for pos, name in identifiers:
             if pos < len(values) and values[pos] is not None:
-                record[name] = _identifier_from_sql(values[pos])
+                record[name] = _identifier_from_sql(name, values[pos])
         if len(values) != len(columns):
             label = describe_record(record, index)
             error = ChartMogulValidationError(

@@ -5,6 +5,10 @@ search), or one pass over the paginated customer listing (200 customers a page, 
 external ids, email and current custom attributes) that indexes the whole account. Emails are not
 unique and an external id is unique only within a data source: a record that matches no customer,
 or several, is never written.
+
+Emails match case-insensitively both ways. The search endpoint is asked for the email as given
+and, when that finds nothing and the email has capitals, in lower case; only customers whose email
+equals it case-insensitively count (a server that searched more loosely is not trusted).
 """
 
 from __future__ import annotations
@@ -143,7 +147,7 @@ class CustomerResolver:
             return self.directory.find(record)
         matches: Iterable[Mapping[str, Any]]
         if record.email is not None:
-            matches = self.hook.iter_customers(email=record.email, on_page=self._count_page)
+            matches = self._by_email(record.email)
         else:
             matches = self.hook.iter_customers(
                 external_id=record.external_id,
@@ -151,6 +155,18 @@ class CustomerResolver:
                 on_page=self._count_page,
             )
         return _pick(record, [c["uuid"] for c in matches])
+
+    def _by_email(self, email: str) -> list[Mapping[str, Any]]:
+        wanted = email.lower()
+        for query in dict.fromkeys((email, wanted)):
+            found = [
+                customer
+                for customer in self.hook.iter_customers(email=query, on_page=self._count_page)
+                if str(customer.get("email") or "").lower() == wanted
+            ]
+            if found:
+                return found
+        return []
 
     def current_attributes(self, uuid: str) -> dict[str, Any]:
         """The customer's custom attributes as they are in ChartMogul now."""

@@ -2,6 +2,11 @@
 
 Both are iterated lazily. SQL rows are fetched in batches with ``fetchmany`` (on PostgreSQL
 through a server-side cursor), so a query of any size runs in constant memory.
+
+An input that breaks while it is read (an upstream generator or a lazy XCom sequence that raises,
+a database connection lost between batches) ends with one :class:`~airflow_provider_chartmogul.
+records.RowError` saying so, instead of the exception: the run then reports every record read
+before it, and that error, as a failure.
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from airflow_provider_chartmogul._compat import AirflowException, BaseHook
-from airflow_provider_chartmogul.records import records_from_rows
+from airflow_provider_chartmogul._compat import AirflowException, BaseHook, LiteralValue
+from airflow_provider_chartmogul.exceptions import ChartMogulValidationError
+from airflow_provider_chartmogul.records import RowError, records_from_rows
+from airflow_provider_chartmogul.redaction import scrub
 from airflow_provider_chartmogul.report import failed_records
 
 
@@ -26,6 +33,8 @@ def iter_customer_input(customers: Any) -> Iterable[Any]:
     """The records in ``customers``: a list (or any iterable, such as a lazy XCom sequence), a JSON
     string of one, or a report of an earlier run, whose failed records are replayed.
     """
+    if isinstance(customers, LiteralValue):  # not rendered yet (execute called directly)
+        customers = customers.value
     if isinstance(customers, str | bytes):
         text = customers.decode() if isinstance(customers, bytes) else customers
         try:
@@ -48,7 +57,38 @@ def iter_customer_input(customers: Any) -> Iterable[Any]:
         raise ChartMogulSourceError("customers is None: nothing was handed to the operator")
     if not isinstance(customers, Iterable):
         raise ChartMogulSourceError(f"customers must be a list of records, got {type(customers).__name__}")
-    return customers
+    if isinstance(customers, list | tuple):
+        return customers
+    return guarded(customers, "customers")
+
+
+def guarded(items: Iterable[Any], what: str) -> Iterator[Any]:
+    """``items``, iterated; if iterating raises, the exception becomes a last :class:`RowError`.
+
+    Airflow's own exceptions (on Airflow 2, ``AirflowTaskTimeout`` and ``AirflowTaskTerminated``)
+    go through: they stop the task, they are not a broken input.
+    """
+    index = 0
+    try:
+        for item in items:
+            yield item
+            index += 1
+    except AirflowException:
+        raise
+    except Exception as exc:
+        yield input_broke(index, what, exc)
+
+
+def input_broke(index: int, what: str, exc: Exception) -> RowError:
+    """The :class:`RowError` for an input that raised ``exc`` when record ``#index`` was to be read."""
+    label = f"record #{index}"
+    read = f"records #0 to #{index - 1} were read and are reported" if index else "no record was read"
+    rule = scrub(
+        f"reading {what} failed here with {type(exc).__name__}: {exc}; {read}, and whatever came "
+        "after was never read. Fix the source and re-run (re-running is safe)"
+    )
+    error = ChartMogulValidationError(rule, customer=label)
+    return RowError(index, label, str(error), {}, None, error)
 
 
 def _is_postgres(hook: Any) -> bool:
@@ -90,13 +130,14 @@ def iter_sql_records(
             if cursor.description is None:
                 raise ChartMogulSourceError("the SQL statement returned no result set (is it a SELECT?)")
             columns = [column[0] for column in cursor.description]
-            # records_from_rows checks the columns before reading any row.
-            yield from records_from_rows(
+            # records_from_rows checks the columns (raising) before reading any row.
+            records = records_from_rows(
                 columns,
                 _batches(cursor, first, fetch_size),
                 attribute_types=attribute_types,
                 keep_nulls=keep_nulls,
             )
+            yield from guarded(records, f"the rows of the SQL query on {sql_conn_id!r}")
         finally:
             cursor.close()
     finally:

@@ -152,7 +152,6 @@ GOOD_VALUES: list[tuple[str, Any, Any]] = [
     ("Boolean", "false", False),
     ("Boolean", "f", False),
     ("Boolean", "0", False),
-    ("Boolean", " true ", True),
     ("Boolean", True, True),
     ("Boolean", False, False),
     ("Boolean", 1, True),
@@ -273,6 +272,8 @@ BAD_VALUES: list[tuple[str, Any, str]] = [
     ("String", "é" * 256, "at most 255 characters"),
     ("String", True, "got a bool"),
     ("String", b"abc", "must be a str"),
+    ("String", "ab\ud800c", "lone surrogate U+D800 at position 2"),
+    ("String", "\udfff", "lone surrogate U+DFFF"),
     ("String", {"a": 1}, "single value"),
     ("String", ["a"], "single value"),
     ("String", object(), "must be a str"),
@@ -311,6 +312,9 @@ BAD_VALUES: list[tuple[str, Any, str]] = [
     ("Decimal", Decimal("1e400"), "too large"),
     ("Decimal", 10**400, "too large"),
     ("Decimal", "1e400", "too large"),
+    ("Decimal", "1e-400", "too close to zero"),
+    ("Decimal", "-2.5e-330", "too close to zero"),
+    ("Decimal", Decimal("1e-400"), "too close to zero"),
     ("Decimal", "nan", "must be a number"),
     ("Decimal", "inf", "must be a number"),
     ("Decimal", "1,5", "use '.' as the decimal separator"),
@@ -346,6 +350,9 @@ BAD_VALUES: list[tuple[str, Any, str]] = [
     ("Timestamp", ["2022-01-01"], "single value"),
     # Boolean
     ("Boolean", "yes", "TRUE, true, t, 1, FALSE, false, f, 0"),
+    ("Boolean", "TRUE ", "TRUE, true, t, 1, FALSE, false, f, 0"),
+    ("Boolean", " true ", "not a valid Boolean"),
+    ("Boolean", "0\n", "not a valid Boolean"),
     ("Boolean", "True", "TRUE, true, t, 1, FALSE, false, f, 0"),
     ("Boolean", "False", "not a valid Boolean"),
     ("Boolean", "T", "not a valid Boolean"),
@@ -772,3 +779,20 @@ def test_seed_answer_types() -> None:
         "channel": "String",
         "age": "Integer",
     }
+
+
+def test_a_cut_string_and_its_rule_give_the_same_length() -> None:
+    with pytest.raises(ChartMogulValidationError) as info:
+        normalize_attribute({"type": "String", "key": "plan", "value": "x" * 300}, customer=CUSTOMER)
+    message = str(info.value)
+    assert "got 300" in message and "(300 chars)" in message, message
+
+
+@pytest.mark.parametrize(("value", "sent"), [("0e-400", 0.0), ("1e-300", 1e-300), (Decimal("0E-500"), 0.0)])
+def test_decimal_zero_and_small_values_are_kept(value: Any, sent: float) -> None:
+    assert normalize_value("Decimal", value) == sent
+
+
+def test_a_source_with_a_lone_surrogate_is_refused() -> None:
+    with pytest.raises(ChartMogulValidationError, match="source contains a lone surrogate"):
+        normalize_attribute({"type": "String", "key": "plan", "value": "x", "source": "air\ud83dflow"})

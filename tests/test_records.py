@@ -30,6 +30,7 @@ UTC = dt.timezone.utc
 CUS = "cus_de305d54-75b4-431b-adb2-eb6b9e546012"
 HUGE = 10_000
 LONG = "q" * HUGE
+_SEATS = {"type": "Integer", "key": "seats", "value": 3}
 
 
 def _custom(value: Any = "Facebook") -> list[dict[str, Any]]:
@@ -95,8 +96,12 @@ def test_parse_record_default_source_and_clear() -> None:
     raw = {"email": "a@b.c", "custom": [{"type": "Integer", "key": "age", "value": None}]}
     record = parse_record(raw, index=0, default_source="airflow", allow_clear=True)
     assert record.custom == [CustomAttribute("Integer", "age", None, "airflow")]
-    with pytest.raises(ChartMogulValidationError, match="value is required"):
-        parse_record(raw, index=0)
+    # Without clears, None is no value, like a SQL NULL: the attribute is left out.
+    assert parse_record(raw, index=0).custom == []
+    both = {"email": "a@b.c", "custom": [{"type": "Integer", "key": "age", "value": None}, {**_SEATS}]}
+    assert [a.key for a in parse_record(both, index=0).custom] == ["seats"]
+    with pytest.raises(ChartMogulValidationError, match="'Float'"):
+        parse_record({"email": "a@b.c", "custom": [{"type": "Float", "key": "age", "value": None}]}, index=0)
 
 
 def test_to_record_is_json_and_replayable() -> None:
@@ -797,3 +802,30 @@ def test_bad_sql_rows_fail_in_parse_record(row: tuple[Any, ...], expected: list[
         parse_record(raw, index=0)
     for part in expected:
         assert part in str(exc_info.value), (part, str(exc_info.value))
+
+
+def test_an_integer_customer_uuid_is_refused_from_a_record_and_from_sql_alike() -> None:
+    custom = [{"type": "String", "key": "plan", "value": "pro"}]
+    with pytest.raises(ChartMogulValidationError) as from_record:
+        parse_record({"customer_uuid": 12, "custom": custom}, index=0)
+    (row,) = records_from_rows(["customer_uuid", "plan"], [(12, "pro")])
+    with pytest.raises(ChartMogulValidationError) as from_sql:
+        parse_record(row, index=0)
+    assert str(from_record.value) == str(from_sql.value)
+    message = str(from_sql.value)
+    assert message.startswith("record #0 (customer_uuid=12)"), message
+    assert "customer_uuid must be a string, got int" in message and "external_id" in message
+    # an integer external_id stays accepted from both
+    (by_external_id,) = records_from_rows(["external_id", "plan"], [(12, "pro")])
+    assert parse_record(by_external_id, index=0).external_id == "12"
+    assert parse_record({"external_id": 12, "custom": custom}, index=0).external_id == "12"
+
+
+@pytest.mark.parametrize("field", ["external_id", "email"])
+def test_an_identifier_with_a_lone_surrogate_is_refused(field: str) -> None:
+    value = "ab\udc80@example.com"
+    with pytest.raises(ChartMogulValidationError) as info:
+        parse_record({field: value, "custom": []}, index=3)
+    message = str(info.value)
+    assert message.startswith("record #3") and f"field {field!r}" in message
+    assert "lone surrogate U+DC80" in message

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import ast
+import json
+import math
 from collections.abc import Iterable, Mapping, Sequence, Sized
 from typing import TYPE_CHECKING, Any, get_args
 
-from airflow_provider_chartmogul._compat import AirflowException, BaseOperator
+from airflow_provider_chartmogul._compat import (
+    AirflowException,
+    AirflowFailException,
+    BaseOperator,
+    literal,
+)
 from airflow_provider_chartmogul.dead_letter import validate_table_name, write_dead_letters
 from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
 from airflow_provider_chartmogul.push import (
@@ -38,6 +46,56 @@ class CustomAttributesPushError(AirflowException):
         self.report = report
 
 
+class CustomAttributesFatalError(CustomAttributesPushError, AirflowFailException):
+    """The run stopped on a 401, a 403 or a refused TLS certificate. An ``AirflowFailException``,
+    so Airflow does not retry the task: a retry cannot succeed until the connection is fixed."""
+
+
+def push_error(
+    message: str, report: dict[str, Any], cause: BaseException | None
+) -> CustomAttributesPushError:
+    """The error a run that stopped on ``cause`` raises: fatal (no Airflow retry) when ``cause`` is."""
+    if isinstance(cause, AirflowFailException):
+        return CustomAttributesFatalError(message, report)
+    return CustomAttributesPushError(message, report)
+
+
+def _positive_finite(value: Any) -> bool:
+    return (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    )
+
+
+def _as_template_or_data(customers: Any) -> Any:
+    """``customers`` as Airflow should render it: records are data, never Jinja templates.
+
+    Only a string that is not itself records (JSON or a Python literal of a list or a dict) is a
+    template, such as ``"{{ ti.xcom_pull(task_ids='load') }}"``; an ``XComArg`` is resolved as
+    usual. Anything else (lists, dicts, strings holding records) is wrapped in Airflow's literal,
+    so that ``"Promo {{ 7*7 }}"`` or ``"50% {% off"`` in a record is sent as it is, and rendering
+    does not walk thousands of records.
+    """
+    if isinstance(customers, str):
+        return literal(customers) if _holds_records(customers) else customers
+    if isinstance(customers, list | tuple | Mapping):
+        return literal(customers)
+    return customers
+
+
+def _holds_records(text: str) -> bool:
+    stripped = text.strip()
+    if not stripped.startswith(("[", "{", "(")):
+        return False
+    try:
+        value = json.loads(stripped)
+    except ValueError:
+        try:
+            value = ast.literal_eval(stripped)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return False
+    return isinstance(value, list | tuple | dict)
+
+
 def _choice(name: str, value: Any, allowed: tuple[Any, ...]) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
@@ -58,7 +116,9 @@ class AddCustomAttributesOperator(BaseOperator):
         ``{"customer_uuid": "cus_...", "custom": [{"type", "key", "value", "source"?}, ...]}``;
         instead of ``customer_uuid`` a record may carry ``external_id`` (with ``data_source_uuid``
         when several data sources may share the id) or ``email``. A list, an ``XComArg``, a JSON
-        string, or the report of an earlier run (its failed records are replayed). (templated)
+        string, or the report of an earlier run (its failed records are replayed). (templated,
+        but only a string that is not itself records is a template, e.g.
+        ``"{{ ti.xcom_pull(task_ids='load') }}"``; records are never rendered)
     :param sql: a query, or a ``.sql`` file, whose every row is one customer: identifier columns
         ``customer_uuid``, ``external_id``, ``data_source_uuid``, ``email``; every other column is
         an attribute; NULL leaves that attribute alone (or clears it, see ``clear``). (templated)
@@ -139,15 +199,19 @@ class AddCustomAttributesOperator(BaseOperator):
             raise ValueError(f"fetch_size must be a whole number >= 1, got {fetch_size!r}")
         if not isinstance(listing_threshold, int) or listing_threshold < 0:
             raise ValueError(f"listing_threshold must be a whole number >= 0, got {listing_threshold!r}")
-        if max_requests_per_second is not None and not max_requests_per_second > 0:
-            raise ValueError(f"max_requests_per_second must be positive, got {max_requests_per_second!r}")
+        if max_requests_per_second is not None and not _positive_finite(max_requests_per_second):
+            raise ValueError(
+                f"max_requests_per_second must be a finite number > 0, got {max_requests_per_second!r}"
+            )
+        if not isinstance(dry_run, bool):
+            raise ValueError(f"dry_run must be True or False, got {dry_run!r} ({type(dry_run).__name__})")
         if max_connections is not None and not 1 <= max_connections <= 20:
             raise ValueError(f"max_connections must be between 1 and 20, got {max_connections!r}")
         if (dead_letter_conn_id is None) != (dead_letter_table is None):
             raise ValueError("dead_letter_conn_id and dead_letter_table go together")
         if dead_letter_table is not None:
             validate_table_name(dead_letter_table)
-        self.customers = customers
+        self.customers = _as_template_or_data(customers)
         self.sql = sql
         self.sql_conn_id = sql_conn_id
         self.parameters = parameters
@@ -213,7 +277,7 @@ class AddCustomAttributesOperator(BaseOperator):
                 report = pusher.run(records)
             except RunAborted as exc:
                 self._publish(context, exc.report)
-                raise CustomAttributesPushError(str(exc), exc.report.as_dict()) from None
+                raise push_error(str(exc), exc.report.as_dict(), exc.__cause__) from None
         self.log.info("%s", report.summary())
         lookup, requests = report.extra["customer_lookup"], report.extra["requests"]
         self.log.info(

@@ -51,12 +51,16 @@ CASES: list[tuple[str, Any, list[str]]] = [
     ("decimal-bool", _with(_attr("Decimal", "mrr", False)), ["'mrr'", "Decimal", "bool"]),
     ("value-dict", _with(_attr("String", "plan", {"a": 1})), ["'plan'", "single value", "dict"]),
     ("value-list", _with(_attr("Integer", "seats", [1, 2])), ["'seats'", "single value", "list"]),
-    ("value-none", _with(_attr("String", "plan", None)), ["'plan'", "value is required"]),
     # String over 255
     ("string-256", _with(_plan("x" * 256)), ["'plan'", "at most 255", "got 256"]),
     ("string-nan", _with(_attr("String", "plan", float("nan"))), ["'plan'", "finite"]),
+    # one length, the value's own, in the rule and in the shortened value
+    ("string-300", _with(_plan("x" * 300)), ["'plan'", "got 300", "(300 chars)"]),
+    ("string-lone-surrogate", _with(_plan("Ren\udce9e")), ["'plan'", "lone surrogate U+DCE9"]),
+    ("source-lone-surrogate", _with(_attr("String", "plan", "x", source="\ud800")), ["source", "U+D800"]),
     # Boolean spellings
     ("boolean-yes", _with(_attr("Boolean", "pro", "yes")), ["'pro'", "'yes'", BOOLEAN_RULE]),
+    ("boolean-trailing-space", _with(_attr("Boolean", "pro", "TRUE ")), ["'pro'", "'TRUE '", BOOLEAN_RULE]),
     ("boolean-True", _with(_attr("Boolean", "pro", "True")), ["'pro'", "'True'", BOOLEAN_RULE]),
     ("boolean-on", _with(_attr("Boolean", "pro", "on")), ["'pro'", "'on'", BOOLEAN_RULE]),
     ("boolean-2", _with(_attr("Boolean", "pro", 2)), ["'pro'", "value 2", BOOLEAN_RULE]),
@@ -74,6 +78,7 @@ CASES: list[tuple[str, Any, list[str]]] = [
     ("decimal-nan-string", _with(_attr("Decimal", "mrr", "NaN")), ["'mrr'", "'NaN'", "Decimal"]),
     ("decimal-infinity-string", _with(_attr("Decimal", "mrr", "Infinity")), ["'mrr'", "'Infinity'"]),
     ("decimal-too-large", _with(_attr("Decimal", "mrr", Decimal("1e400"))), ["'mrr'", "too large"]),
+    ("decimal-underflow", _with(_attr("Decimal", "mrr", "1e-400")), ["'mrr'", "'1e-400'", "sent as 0"]),
     ("integer-inf", _with(_attr("Integer", "seats", float("inf"))), ["'seats'", "infinity"]),
     # huge integers
     ("integer-2**63", _with(_attr("Integer", "seats", 2**63)), ["'seats'", "signed 64-bit"]),
@@ -116,13 +121,15 @@ CASES: list[tuple[str, Any, list[str]]] = [
     ("uuid-percent", {"customer_uuid": "cus_1%2F..", "custom": [_plan()]}, ["customer_uuid", "'%'"]),
     ("uuid-dotdot", {"customer_uuid": "..", "custom": [_plan()]}, ["customer_uuid", "'..'"]),
     ("uuid-control", {"customer_uuid": "cus_\x00", "custom": [_plan()]}, ["customer_uuid", "control"]),
-    ("uuid-int", {"customer_uuid": 12, "custom": [_plan()]}, ["customer_uuid", "got int"]),
+    ("uuid-int", {"customer_uuid": 12, "custom": [_plan()]}, ["customer_uuid=12", "got int", "external_id"]),
     ("no-identifier", {"custom": [_plan()]}, ["identifier", "none given"]),
     ("two-identifiers", {"customer_uuid": BAD, "email": "a@b.c", "custom": []}, ["customer_uuid and email"]),
     ("data-source-alone", {"data_source_uuid": "ds_1", "custom": [_plan()]}, ["'data_source_uuid'"]),
     ("email-without-at", {"email": "nobody", "custom": [_plan()]}, ["'email'", "'@'"]),
     ("external-id-blank", {"external_id": " ", "custom": [_plan()]}, ["'external_id'", "non-blank"]),
     ("external-id-list", {"external_id": ["a"], "custom": [_plan()]}, ["'external_id'", "got list"]),
+    ("external-id-surrogate", {"external_id": "a\ud800", "custom": [_plan()]}, ["'external_id'", "U+D800"]),
+    ("email-surrogate", {"email": "\udc00@x.io", "custom": [_plan()]}, ["'email'", "U+DC00"]),
 ]
 
 
@@ -249,6 +256,14 @@ SQL_ROW_CASES: list[tuple[str, str, tuple[Any, ...], dict[str, str], list[str]]]
         (None, "x"),
         {},
         ["record #1", "identifier", "none given"],
+    ),
+    (
+        # the same rule as for the same value in a record (uuid-int above)
+        "integer-customer-uuid",
+        "customer_uuid INTEGER, plan TEXT",
+        (12, "x"),
+        {},
+        ["record #1 (customer_uuid=12)", "customer_uuid must be a string, got int", "external_id"],
     ),
     (
         "path-unsafe-identifier",
