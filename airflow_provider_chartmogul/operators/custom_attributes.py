@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         from airflow.sdk import Context
     except ImportError:
         from airflow.utils.context import Context  # type: ignore[no-redef,attr-defined]
+    from airflow.providers.openlineage.extractors import OperatorLineage
 
 _FAILURES_NAMED = 5
 _PLAN_LINES_LOGGED = 200
@@ -301,6 +302,7 @@ class AddCustomAttributesOperator(BaseOperator):
         """Make the report last: failures to the dead-letter table when one is set, and the report
         to XCom even when the task is about to fail, so a downstream task can replay it."""
         result = report.as_dict()
+        self._last_report = result  # for get_openlineage_facets_on_complete / _on_failure
         ti = context.get("ti") if isinstance(context, Mapping) else None
         if self.dead_letter_conn_id and self.dead_letter_table and report.failures:
             written = write_dead_letters(
@@ -348,3 +350,26 @@ class AddCustomAttributesOperator(BaseOperator):
         )
         header = f"{'customer':<48} {'key':<24} {'action':<9} detail"
         self.log.info("Dry run plan:\n%s\n%s%s", header, "\n".join(shown), extra)
+
+    # ---- OpenLineage (the ``openlineage`` extra; see airflow_provider_chartmogul.lineage) ----------
+
+    def get_openlineage_facets_on_start(self) -> OperatorLineage | None:
+        """Inputs (the tables ``sql`` reads, or the upstream tasks ``customers`` comes from) and
+        the ChartMogul customers as the output."""
+        try:
+            from airflow_provider_chartmogul import lineage
+        except ImportError:
+            self.log.debug("apache-airflow-providers-openlineage is not installed: no lineage")
+            return None
+        return lineage.lineage_on_start(self)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage | None:
+        """As on start, plus a ``chartmogul`` run facet with the counts of the run's report."""
+        try:
+            from airflow_provider_chartmogul import lineage
+        except ImportError:
+            return None
+        return lineage.lineage_on_complete(self, getattr(self, "_last_report", None))
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> OperatorLineage | None:
+        return self.get_openlineage_facets_on_complete(task_instance)

@@ -31,7 +31,8 @@ EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
 XCOM_DAG = "chartmogul_attributes_from_xcom"
 SQL_DAG = "chartmogul_attributes_from_sql"
 SHARDED_DAG = "chartmogul_attributes_sharded"
-EXAMPLE_DAG_IDS = {XCOM_DAG, SQL_DAG, SHARDED_DAG}
+ASSET_DAGS = {"chartmogul_attributes_asset_producer", "chartmogul_attributes_asset_consumer"}
+EXAMPLE_DAG_IDS = {XCOM_DAG, SQL_DAG, SHARDED_DAG, *ASSET_DAGS}
 
 # The customers chartmogul_attributes_from_xcom computes attributes for, one per identifier kind.
 XCOM_UUID = "cus_7e4dd3a4-1c6b-4b36-9e6c-3b0a5a0f2a11"
