@@ -641,3 +641,38 @@ def test_redact_masks_the_basic_token_and_header_too(
             assert "***" in masked
     finally:
         chartmogul_server.configure(api_keys=keys)
+
+
+# ---- fail fast: retrying the task cannot help -------------------------------------------------------
+
+
+def test_a_refused_certificate_fails_without_airflow_retries(
+    certificates: Certificates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_chartmogul._compat import AirflowFailException
+    from airflow_provider_chartmogul.operators.custom_attributes import CustomAttributesPushError
+
+    records = [{"customer_uuid": "cus_1", "custom": [{"type": "Integer", "key": "seats", "value": 1}]}]
+    with HTTPSServer(certificates.self_signed, certificates.self_signed_key) as server:
+        hook = _tls_hook(monkeypatch, server.url)
+        with pytest.raises(ChartMogulTLSError) as hook_error:
+            hook.ping()
+        with pytest.raises(CustomAttributesPushError) as task_error:
+            AddCustomAttributesOperator(task_id="push", customers=records, chartmogul_conn_id="tls").execute(
+                context={}
+            )
+    assert isinstance(hook_error.value, AirflowFailException)
+    assert isinstance(task_error.value, AirflowFailException)
+    assert task_error.value.report["aborted"] and task_error.value.report["total"] == 1
+
+
+def test_a_refused_key_at_the_hook_fails_without_airflow_retries(
+    chartmogul_server: ChartMogulServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_chartmogul._compat import AirflowFailException
+    from airflow_provider_chartmogul.exceptions import ChartMogulAuthError
+
+    monkeypatch.setenv("AIRFLOW_CONN_REVOKED", connection_json(chartmogul_server, api_key=WRONG_KEY))
+    with pytest.raises(ChartMogulAuthError) as info:
+        ChartMogulHook("revoked").ping()
+    assert isinstance(info.value, AirflowFailException) and info.value.status == 401
