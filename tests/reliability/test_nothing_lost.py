@@ -64,7 +64,7 @@ PARALLEL_RUNS = 4
 # request ``timeout`` (loopback: connecting is immediate) plus the wait for a rate-limiter slot.
 # That wait is at most one slot per worker at the slowest rate the limiter falls to after 429/503.
 WORKERS = int(SETTINGS["max_connections"])
-SLOWEST_RATE = RateLimiter(SETTINGS["max_requests_per_second"]).min_rate
+SLOWEST_RATE = RateLimiter(SETTINGS["max_requests_per_second"]).control.min_rate
 LIMITER_WAIT = WORKERS / SLOWEST_RATE
 SCHEDULING_SLACK = 0.5  # thread scheduling on a busy 2-core machine
 # Worst case for one customer, first attempt to the end of the last one:
