@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_provider_chartmogul.exceptions import (
     ChartMogulAPIError,
+    ChartMogulCancelledError,
     ChartMogulFatalError,
     ChartMogulValidationError,
 )
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
 Mode = Literal["add", "sync"]
 Clear = Literal["ignore", "remove"]
 CustomerLookup = Literal["auto", "per_customer", "listing"]
+
+# How long a stopped run waits for the requests in flight (each ends within its own deadline).
+_STOP_GRACE_SECONDS = 1.5
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,7 @@ class PushOptions:
 
 
 class RunAborted(Exception):
-    """The run stopped early; ``report`` says what had happened until then."""
+    """The run stopped early (a refused key, ``stop()``); ``report`` says what had happened until then."""
 
     def __init__(self, message: str, report: RunReport) -> None:
         super().__init__(message)
@@ -76,6 +80,20 @@ class CustomAttributesPusher:
         self._started = time.monotonic()
         self._held: deque[CustomerRecord] = deque()
         self._parse_stream: Iterator[CustomerRecord | Outcome] | None = None
+        self._stop_reason: str | None = None
+        self._wake = threading.Event()
+
+    def stop(self, reason: str) -> None:
+        """Stop the run from any thread, a signal handler included: nothing more is submitted,
+        queued records are cancelled, and :meth:`run` raises :class:`RunAborted` once the records
+        in flight are back (or their grace time is over). Cancel the hook too, so that requests
+        not yet sent are not sent."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        # A signal handler runs in the main thread, which may be inside wake.wait() holding the
+        # event's lock: setting it there could deadlock. The main thread polls the reason instead.
+        if threading.current_thread() is not threading.main_thread():
+            self._wake.set()
 
     # ---- one record (runs in a worker thread) ---------------------------------------------------
 
@@ -220,19 +238,50 @@ class CustomAttributesPusher:
             )
 
     def run(self, items: Iterable[Any]) -> RunReport:
-        """Process every item; the report. Raises :class:`RunAborted` when the connection cannot
-        work (401, 403, a refused TLS certificate); the report still names every record."""
+        """Process every item; the report.
+
+        Raises :class:`RunAborted` when the connection cannot work (401, 403, a refused TLS
+        certificate) or the run was stopped (:meth:`stop`). An exception raised into this thread
+        (``AirflowTaskTimeout``, Airflow 2's ``AirflowTaskTerminated``) cancels the hook, leaves
+        the partial report in :attr:`report` and is re-raised. Either way the report names every
+        record: written, failed, or not attempted (ready to replay).
+        """
+        self._finished = False
+        try:
+            abort = self._run(items)
+        except BaseException as exc:
+            reason = f"the task was interrupted ({type(exc).__name__}: {exc})".replace(": )", ")")
+            self.stop(reason)
+            self.hook.cancel(reason)
+            self._drain(reason)
+            self._finish(reason)
+            raise
+        if abort is not None:
+            self._drain(abort)
+            self._finish(abort)
+            raise RunAborted(
+                f"Stopped: {abort}. Nothing more was sent; fix the connection and re-run "
+                f"(re-running is safe). {self.report.summary()}",
+                self.report,
+            ) from self._stopped_by
+        self._finish(None)
+        return self.report
+
+    def _run(self, items: Iterable[Any]) -> str | None:
+        """The main loop; why the run stopped early, or None when every record was processed."""
         workers = self.hook.max_connections
         max_pending = workers * 4
-        pending: set[Future[Outcome]] = set()
-        waiting: dict[Future[Outcome], CustomerRecord] = {}
+        self._pending: set[Future[Outcome]] = set()
+        self._waiting: dict[Future[Outcome], CustomerRecord] = {}
+        pending, waiting = self._pending, self._waiting
         # Finished futures arrive here through a done-callback: polling them with
         # concurrent.futures.wait() after every submit installed and removed a waiter on every
         # pending future each time (about 0.35 ms of CPU per customer).
         finished: queue.SimpleQueue[Future[Outcome]] = queue.SimpleQueue()
+        self._finished_queue = finished
         # Waking this thread costs CPU (about 0.1 ms on a VM), so while the queue of work is full
         # it is woken once per few finished records, or at once when one failed unexpectedly.
-        wake = threading.Event()
+        wake = self._wake
         wake_after = workers
 
         def on_done(future: Future[Outcome]) -> None:
@@ -240,81 +289,139 @@ class CustomAttributesPusher:
             if finished.qsize() >= wake_after or (not future.cancelled() and future.exception()):
                 wake.set()
 
-        abort: ChartMogulFatalError | None = None
+        self._executor = executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chartmogul")
+        try:
+            try:
+                for item in self._schedule(items):
+                    if isinstance(item, Outcome):
+                        self._record(item)
+                    else:
+                        future = executor.submit(self._process, item)
+                        pending.add(future)
+                        waiting[future] = item
+                        future.add_done_callback(on_done)
+                    while len(pending) >= max_pending and self._abort is None:
+                        # With a timeout: stop() from a signal handler does not set the event.
+                        wake.wait(0.2)
+                        wake.clear()
+                        self._collect(block=False)
+                        self._check_stop()
+                    self._collect(block=False)
+                    self._check_stop()
+                    if self._abort is not None:
+                        return self._abort
+            except ChartMogulFatalError as exc:  # the listing, read in this thread, failed
+                if self._abort is None:
+                    self._stopped_by = exc
+                self._abort = self._abort or self._reason(exc)
+                return self._abort
+            while pending and self._abort is None:
+                self._collect(block=True, timeout=0.2)
+                self._check_stop()
+            return self._abort
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
 
-        def collect(block: bool) -> None:
-            nonlocal abort
-            while pending:
-                try:
-                    future = finished.get(block=block)
-                except queue.Empty:
-                    return
-                block = False
-                if future not in waiting:  # cancelled after an abort: already reported
-                    continue
+    _abort: str | None = None
+    # The error that set _abort, if one did: RunAborted is raised from it (the operator fails
+    # without Airflow retries when it is an AirflowFailException).
+    _stopped_by: ChartMogulFatalError | None = None
+    _executor: ThreadPoolExecutor | None = None
+
+    @staticmethod
+    def _reason(exc: ChartMogulFatalError) -> str:
+        return exc.api_message if isinstance(exc, ChartMogulCancelledError) else str(exc)
+
+    def _check_stop(self) -> None:
+        if self._stop_reason is not None and self._abort is None:
+            self._abort = self._stop_reason
+            self.hook.cancel(self._stop_reason)
+
+    def _collect(self, block: bool, timeout: float | None = None) -> None:
+        pending, waiting = self._pending, self._waiting
+        while pending:
+            try:
+                future = self._finished_queue.get(block=block, timeout=timeout)
+            except queue.Empty:
+                return
+            block = False
+            if future not in waiting:  # cancelled after an abort: already reported
+                continue
+            pending.discard(future)
+            record = waiting.pop(future)
+            try:
+                self._record(future.result())
+            except ChartMogulCancelledError as exc:
+                self._abort = self._abort or self._stop_reason or exc.api_message
+                self._record_not_attempted(record, self._abort)
+            except ChartMogulFatalError as exc:
+                if self._abort is None:
+                    self._stopped_by = exc
+                self._abort = self._abort or str(exc)
+                self.hook.cancel(f"the run stopped: {exc}")
+                self.report.add(
+                    Outcome.failure("api", record.label, record, str(exc), http_status=exc.status)
+                )
+            except Exception as exc:  # a bug: still account for the record, then let it surface
+                self.report.add(Outcome.failure("api", record.label, record, f"unexpected error: {exc!r}"))
+                raise
+
+    def _drain(self, reason: str) -> None:
+        """After the run stopped: every record handed out or still unread reported, nothing sent."""
+        pending: set[Future[Outcome]] = getattr(self, "_pending", set())
+        waiting = getattr(self, "_waiting", {})
+        for future in list(pending):
+            if future.cancel():
                 pending.discard(future)
-                record = waiting.pop(future)
-                try:
-                    self._record(future.result())
-                except ChartMogulFatalError as exc:
-                    abort = abort or exc
-                    self.report.add(
-                        Outcome.failure("api", record.label, record, str(exc), http_status=exc.status)
-                    )
-
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chartmogul") as executor:
-            for item in self._schedule(items):
-                if isinstance(item, Outcome):
-                    self._record(item)
-                    continue
-                future = executor.submit(self._process, item)
-                pending.add(future)
-                waiting[future] = item
-                future.add_done_callback(on_done)
-                while len(pending) >= max_pending:
-                    wake.wait()
-                    wake.clear()
-                    collect(block=False)
-                collect(block=False)
-                if abort is not None:
-                    break
-            if abort is not None:
-                for future in list(pending):
-                    if future.cancel():
-                        pending.discard(future)
-                        self._record_not_attempted(waiting.pop(future), abort)
-            while pending:
-                collect(block=True)
-        if abort is not None:
-            # Nothing handed to the operator may go unreported: the rest of the input is read
-            # (no request is sent for it) and listed as not attempted, ready to replay.
-            while self._held:
-                self._record_not_attempted(self._held.popleft(), abort)
-            for item in self._parsed(items):
+                self._record_not_attempted(waiting.pop(future), reason)
+        # Requests in flight end within their deadline; a record whose answer takes longer than the
+        # grace time is reported as in flight (it may or may not have been applied).
+        deadline = time.monotonic() + _STOP_GRACE_SECONDS
+        while pending and (remaining := deadline - time.monotonic()) > 0:
+            self._collect(block=True, timeout=min(remaining, 0.2))
+        for future in list(pending):
+            pending.discard(future)
+            record = waiting.pop(future)
+            self.report.add(
+                Outcome.failure(
+                    "aborted",
+                    record.label,
+                    record,
+                    f"in flight when the run stopped ({reason}): it may or may not have been "
+                    "applied; replaying it is safe",
+                )
+            )
+        # Nothing handed to the operator may go unreported: the rest of the input is read
+        # (no request is sent for it) and listed as not attempted, ready to replay.
+        while self._held:
+            self._record_not_attempted(self._held.popleft(), reason)
+        if self._parse_stream is not None:
+            for item in self._parse_stream:
                 if isinstance(item, Outcome):
                     self._record(item)
                 else:
-                    self._record_not_attempted(item, abort)
+                    self._record_not_attempted(item, reason)
 
+    def _finish(self, aborted: str | None) -> None:
+        if self._finished:
+            return
+        self._finished = True
         self.report.extra["requests"] = self.hook.stats.snapshot()
         self.report.extra["customer_lookup"] = self._lookup_summary()
         self.report.extra["duration_seconds"] = round(time.monotonic() - self._started, 3)
-        if abort is not None:
-            self.report.aborted = str(abort)
-            raise RunAborted(
-                f"Stopped: {abort}. Nothing more was sent; fix the connection and re-run "
-                f"(re-running is safe). {self.report.summary()}",
-                self.report,
+        if aborted is not None:
+            self.report.aborted = aborted
+            self.report.extra["not_attempted"] = sum(
+                1 for f in self.report.failures if f["stage"] == "aborted"
             )
-        return self.report
 
-    def _record_not_attempted(self, record: CustomerRecord, abort: ChartMogulFatalError) -> None:
+    def _record_not_attempted(self, record: CustomerRecord, reason: str) -> None:
         self.report.add(
             Outcome.failure(
                 "aborted",
                 record.label,
                 record,
-                f"not attempted: the run stopped ({abort.api_message})",
+                f"not attempted: the run stopped ({reason})",
             )
         )
 

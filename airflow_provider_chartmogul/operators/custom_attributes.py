@@ -11,10 +11,15 @@ from typing import TYPE_CHECKING, Any, get_args
 from airflow_provider_chartmogul._compat import (
     AirflowException,
     AirflowFailException,
+    BaseHook,
     BaseOperator,
     literal,
 )
-from airflow_provider_chartmogul.dead_letter import validate_table_name, write_dead_letters
+from airflow_provider_chartmogul.dead_letter import (
+    create_table_sql,
+    validate_table_name,
+    write_dead_letters,
+)
 from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
 from airflow_provider_chartmogul.push import (
     Clear,
@@ -257,6 +262,7 @@ class AddCustomAttributesOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         records, described = self._records()
+        self._prepare_dead_letters()
         self.log.info(
             "Pushing custom attributes to ChartMogul: %s, mode=%s%s, connection %r",
             described,
@@ -274,11 +280,24 @@ class AddCustomAttributesOperator(BaseOperator):
         )
         with self.get_hook() as hook:
             pusher = CustomAttributesPusher(hook, options, log=self.log)  # type: ignore[arg-type]
+            self._running = (hook, pusher)
+            if self._kill_reason is not None:  # on_kill came before the run started
+                self._stop_run(self._kill_reason)
             try:
                 report = pusher.run(records)
             except RunAborted as exc:
+                self.log.warning("%s", exc)
                 self._publish(context, exc.report)
                 raise push_error(str(exc), exc.report.as_dict(), exc.__cause__) from None
+            except BaseException:
+                # AirflowTaskTimeout, Airflow 2's AirflowTaskTerminated: the run stopped itself and
+                # left what it did in its report; that report outlives the task, then the error goes on.
+                if pusher.report.aborted is not None:
+                    self.log.warning("Stopped: %s. %s", pusher.report.aborted, pusher.report.summary())
+                    self._publish(context, pusher.report)
+                raise
+            finally:
+                self._running = None
         self.log.info("%s", report.summary())
         lookup, requests = report.extra["customer_lookup"], report.extra["requests"]
         self.log.info(
@@ -298,12 +317,36 @@ class AddCustomAttributesOperator(BaseOperator):
             raise CustomAttributesPushError(self._failure_message(report), result)
         return result
 
+    _running: tuple[ChartMogulHook, CustomAttributesPusher] | None = None
+    _kill_reason: str | None = None
+
+    def on_kill(self) -> None:
+        """Stop the push (Airflow calls this on SIGTERM: "mark failed", a cleared run, a timeout):
+        no new request starts, queued records are cancelled, and ``execute`` raises within about
+        two seconds with the partial report in XCom, the dead-letter table and the log.
+
+        Only sets flags: on Airflow 3 this runs in a signal handler in the main thread."""
+        reason = "the task was stopped (on_kill)"
+        self._kill_reason = self._kill_reason or reason
+        self._stop_run(self._kill_reason)
+
+    def _stop_run(self, reason: str) -> None:
+        running = self._running
+        if running is not None:
+            hook, pusher = running
+            hook.cancel(reason)
+            pusher.stop(reason)
+
     def _publish(self, context: Context, report: RunReport) -> dict[str, Any]:
         """Make the report last: failures to the dead-letter table when one is set, and the report
         to XCom even when the task is about to fail, so a downstream task can replay it."""
         result = report.as_dict()
         self._last_report = result  # for get_openlineage_facets_on_complete / _on_failure
         ti = context.get("ti") if isinstance(context, Mapping) else None
+        # XCom first: a stopped task is killed a few seconds after SIGTERM, and XCom is the
+        # cheapest way to keep the report.
+        if ti is not None and (report.failed > self.max_failures or report.aborted):
+            ti.xcom_push(key="return_value", value=result)
         if self.dead_letter_conn_id and self.dead_letter_table and report.failures:
             written = write_dead_letters(
                 conn_id=self.dead_letter_conn_id,
@@ -314,9 +357,15 @@ class AddCustomAttributesOperator(BaseOperator):
                 run_id=getattr(ti, "run_id", None),
             )
             self.log.info("Wrote %d failed records to %s", written, self.dead_letter_table)
-        if ti is not None and (report.failed > self.max_failures or report.aborted):
-            ti.xcom_push(key="return_value", value=result)
         return result
+
+    def _prepare_dead_letters(self) -> None:
+        """Create the dead-letter table before anything is sent: a wrong connection fails the task
+        while nothing was written, and the SQL hook's imports (seconds) are not paid after a stop."""
+        if self.dead_letter_conn_id and self.dead_letter_table:
+            hook = BaseHook.get_connection(self.dead_letter_conn_id).get_hook()
+            if hasattr(hook, "run"):
+                hook.run(create_table_sql(self.dead_letter_table))
 
     def _failure_message(self, report: RunReport) -> str:
         named = "; ".join(f"{f['customer']}: {f['error']}" for f in report.failures[:_FAILURES_NAMED])
