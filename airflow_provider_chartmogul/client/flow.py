@@ -19,6 +19,11 @@ CUBIC_BETA = 0.8
 CUBIC_SCALE = 0.03
 # The curve flattens out this far below the rate that was throttled, not at it.
 PLATEAU = 0.94
+# The scale above is for ChartMogul's 39/s; a client configured faster climbs proportionally faster.
+REFERENCE_RATE = 39.0
+# The floor of a cut, as a share of the configured rate: 429s that keep coming whatever the rate
+# (a per-minute compute limit, a proxy) must not stall a run completely.
+FLOOR = 1 / 20
 # How long the measured send rate looks back.
 MEASURE_SECONDS = 1.0
 
@@ -31,17 +36,19 @@ class AdaptiveRate:
     then probes above it. Several clients that cut the same way converge to fair shares.
 
     :param max_rate: the configured rate: never exceeded, and returned to when nothing throttles.
-    :param min_rate: the floor of a cut.
+    :param min_rate: the floor of a cut (default: a twentieth of ``max_rate``, at least 0.5/s).
     """
 
-    def __init__(self, max_rate: float, *, min_rate: float = 0.5) -> None:
+    def __init__(self, max_rate: float, *, min_rate: float | None = None) -> None:
         self.max_rate = float(max_rate)
-        self.min_rate = min(float(min_rate), self.max_rate)
+        floor = max(0.5, self.max_rate * FLOOR) if min_rate is None else float(min_rate)
+        self.min_rate = min(floor, self.max_rate)
         self._rate = self.max_rate
         self._last_max = self.max_rate
         self._k = 0.0
         self._cut_at: float | None = None
         self._sends: deque[float] = deque()
+        self._scale = CUBIC_SCALE * max(1.0, self.max_rate / REFERENCE_RATE)
         self._lock = threading.Lock()
         self.cuts = 0
 
@@ -80,7 +87,7 @@ class AdaptiveRate:
             base = min(self._rate, measured) if measured > 0 else self._rate
             self._last_max = max(base * PLATEAU, self.min_rate)
             self._rate = max(self.min_rate, base * CUBIC_BETA)
-            self._k = math.cbrt(max(0.0, self._last_max - self._rate) / CUBIC_SCALE)
+            self._k = math.cbrt(max(0.0, self._last_max - self._rate) / self._scale)
             self._cut_at = now
             self.cuts += 1
             return True
@@ -93,7 +100,7 @@ class AdaptiveRate:
             if self._cut_at is None:
                 return
             t = now - self._cut_at
-            curve = CUBIC_SCALE * (t - self._k) ** 3 + self._last_max
+            curve = self._scale * (t - self._k) ** 3 + self._last_max
             self._rate = min(self.max_rate, max(self._rate, curve))
 
 
