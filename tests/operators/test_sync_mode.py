@@ -116,11 +116,12 @@ def test_null_is_ignored_by_default_and_never_written_as_a_string(
     assert server.custom_attributes(customer)["plan"] == "pro"
 
 
-def test_none_is_rejected_in_add_mode(server: ChartMogulServer, customer: str) -> None:
-    with pytest.raises(CustomAttributesPushError) as info:
-        run(customers=desired(customer, plan=None))
-    assert info.value.report["failures"][0]["stage"] == "validation"
-    assert _writes(server) == []
+def test_none_leaves_the_attribute_alone_in_add_mode(server: ChartMogulServer, customer: str) -> None:
+    # As a SQL NULL does: nothing is sent for it, and the other attributes are written.
+    report = run(customers=desired(customer, plan=None))
+    assert report["failed"] == 0
+    assert all("plan" not in [a["key"] for a in w.body["custom"]] for w in _writes(server))
+    assert server.custom_attributes(customer)["plan"] == "pro"
 
 
 def test_dry_run_reads_plans_and_writes_nothing(server: ChartMogulServer, customer: str, task_log) -> None:
