@@ -159,7 +159,7 @@ class CustomerResolver:
     def _by_email(self, email: str) -> list[Mapping[str, Any]]:
         wanted = email.lower()
         for query in dict.fromkeys((email, wanted)):
-            found = [
+            found: list[Mapping[str, Any]] = [
                 customer
                 for customer in self.hook.iter_customers(email=query, on_page=self._count_page)
                 if str(customer.get("email") or "").lower() == wanted
