@@ -68,7 +68,7 @@ def _draw(ax: Any, data: dict[str, Any]) -> None:
         line.set_ydata([top * 0.95] * len(line.get_xdata()))
     for start, end, label in data.get("spans") or []:
         ax.axvspan(start, max(end, start + 0.3), color="#9467bd", alpha=0.25, label=label)
-    ax.set_xlim(0, seconds)
+    ax.set_xlim(0, max([seconds, *(end for _, end, _ in data.get("spans") or [])]))
     if data.get("note"):
         ax.text(0.99, 0.97, data["note"], transform=ax.transAxes, ha="right", va="top", fontsize=8)
     ax.legend(fontsize=7, loc="lower right", ncol=2, framealpha=0.8)
