@@ -11,6 +11,7 @@ as its thread gets control back, and keeps its connection slot until then.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -85,6 +86,41 @@ def _root_cause(exc: BaseException) -> str:
     return names[-1]
 
 
+class _Exchange:
+    """One request in progress on an I/O thread, and how its caller gives up on it."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.abandoned = False
+        self._response: requests.Response | None = None
+        self._lock = threading.Lock()
+
+    def started(self, response: requests.Response) -> None:
+        with self._lock:
+            self._response = response
+            abandoned = self.abandoned
+        if abandoned:
+            self._stop_reading(response)
+
+    def abandon(self) -> None:
+        """The deadline passed: end a body read blocked on a trickling answer now, so the connection
+        is closed at once rather than when the answer is complete."""
+        with self._lock:
+            self.abandoned = True
+            response = self._response
+        if response is not None:
+            self._stop_reading(response)
+
+    @staticmethod
+    def _stop_reading(response: requests.Response) -> None:
+        # urllib3 2.3+: shuts the socket down for reading, which wakes a read blocked on it. Mocks
+        # and older urllib3 have no such method; their reads end at the socket timeout.
+        shutdown = getattr(response.raw, "shutdown", None)
+        if shutdown is not None:
+            with contextlib.suppress(OSError, RuntimeError, ValueError):
+                shutdown()
+
+
 class Transport:
     """Sends requests to one ChartMogul base URL through one pooled ``requests.Session``.
 
@@ -149,20 +185,19 @@ class Transport:
             body = json.dumps(json_body, allow_nan=False).encode("utf-8")
             headers = {"Content-Type": "application/json"}
         url = self._settings.base_url + path
-        abandoned = threading.Event()
-        deadline = self._clock() + self._settings.timeout
+        exchange = _Exchange(deadline=self._clock() + self._settings.timeout)
         try:
             future = self._io.submit(
-                self._exchange, method, url, body, headers, params, deadline, abandoned, on_finished
+                self._exchange, method, url, body, headers, params, exchange, on_finished
             )
         except RuntimeError:  # closed
             if on_finished is not None:
                 on_finished()
             raise NoAnswer("TransportClosed") from None
         try:
-            return future.result(timeout=max(0.0, deadline - self._clock()))
+            return future.result(timeout=max(0.0, exchange.deadline - self._clock()))
         except FutureTimeout:
-            abandoned.set()
+            exchange.abandon()
             raise NoAnswer("Timeout", timeout=True) from None
 
     def _exchange(
@@ -172,8 +207,7 @@ class Transport:
         body: bytes | None,
         headers: dict[str, str] | None,
         params: Mapping[str, Any] | None,
-        deadline: float,
-        abandoned: threading.Event,
+        exchange: _Exchange,
         on_finished: Callable[[], None] | None,
     ) -> Answer:
         try:
@@ -195,15 +229,18 @@ class Transport:
             except (requests.RequestException, OSError) as exc:
                 raise NoAnswer(_root_cause(exc)) from None
             with response:
+                exchange.started(response)
                 chunks = []
                 try:
                     for chunk in response.iter_content(_CHUNK):
                         chunks.append(chunk)
-                        if abandoned.is_set() or self._clock() > deadline:
+                        if exchange.abandoned or self._clock() > exchange.deadline:
                             raise NoAnswer("Timeout", timeout=True)
                 except requests.exceptions.Timeout as exc:
                     raise NoAnswer(type(exc).__name__, timeout=True) from None
                 except (requests.RequestException, OSError) as exc:
+                    if exchange.abandoned:
+                        raise NoAnswer("Timeout", timeout=True) from None
                     raise NoAnswer(_root_cause(exc)) from None
                 return Answer(response.status_code, response.headers, b"".join(chunks))
         finally:

@@ -229,6 +229,10 @@ def test_an_answer_that_trickles_in_ends_at_the_timeout(
     assert time.monotonic() - started < 5
     assert info.value.status is None
     assert "no whole answer within the 1 s timeout" in str(info.value)
+    # And the connection was closed then, not when the answer was complete: the server's next
+    # writes fail (it writes every 0.25 s; the whole answer would take another 9 s).
+    assert _Trickle.finished.wait(4)
+    assert time.monotonic() - started < 6
 
 
 # ---- the mocking tools users test their DAGs with ---------------------------------------------------

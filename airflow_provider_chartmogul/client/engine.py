@@ -207,19 +207,19 @@ class RequestEngine:
         left = None
         if call.attempts > 1:
             left = max(0.0, call.started + self.settings.retry_budget - self._clock())
-        in_flight = self.concurrency.acquire(timeout=left)
-        if in_flight is None:
+        if not self.concurrency.acquire(timeout=left):
             self._refuse_if_stopped(method, path)
             raise self._no_slot(method, path)
         try:
             sent_at = self.limiter.acquire(priority=priority, timeout=left)
         except LimiterCancelled:
-            self.concurrency.release()
+            self.concurrency.release(sent=False)
             self._refuse_if_stopped(method, path)
             raise
         if sent_at is None:
-            self.concurrency.release()
+            self.concurrency.release(sent=False)
             raise self._no_slot(method, path)
+        on_wire = self.concurrency.sending()
         try:
             answer = self.transport.send(
                 method, path, json_body=json_body, params=params, on_finished=self.concurrency.release
@@ -248,7 +248,7 @@ class RequestEngine:
             )
             raise _Retryable(error, timeout=exc.timeout) from None
         self.stats.count(answer.status)
-        return self._read_answer(method, path, answer, sent_at, in_flight)
+        return self._read_answer(method, path, answer, sent_at, on_wire)
 
     def _no_slot(self, method: str, path: str) -> _Retryable:
         error = ChartMogulAPIError(
@@ -260,14 +260,14 @@ class RequestEngine:
         )
         return _Retryable(error, failure=False)
 
-    def _read_answer(self, method: str, path: str, answer: Answer, sent_at: float, in_flight: int) -> Any:
+    def _read_answer(self, method: str, path: str, answer: Answer, sent_at: float, on_wire: int) -> Any:
         status = answer.status
         now = self._clock()
-        congestion = status == 429 or (status == 503 and self.concurrency.is_crowded(in_flight))
+        congestion = status == 429 or (status == 503 and self.concurrency.is_crowded(on_wire))
         if status == 429:
             self.limiter.control.on_throttled(sent_at, now)
         elif congestion:
-            self.concurrency.on_too_many(sent_at, in_flight)
+            self.concurrency.on_too_many(sent_at, on_wire)
         elif status in FAILURE_STATUSES:
             self.breaker.on_failure(now, f"HTTP {status}")
         else:

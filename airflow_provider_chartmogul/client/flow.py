@@ -121,7 +121,8 @@ class ConcurrencyLimit:
         self.crowded = crowded if crowded is not None else max(3, maximum // 4)
         self.recover_after = recover_after
         self._limit = maximum
-        self._in_flight = 0
+        self._in_flight = 0  # holding a slot: waiting for a send slot, or on the wire
+        self._on_wire = 0  # sent and not yet answered: what ChartMogul counts
         self._successes = 0
         self._cut_at: float | None = None
         self._cancelled = False
@@ -136,19 +137,27 @@ class ConcurrencyLimit:
     def in_flight(self) -> int:
         return self._in_flight
 
-    def acquire(self, timeout: float | None = None) -> int | None:
-        """Wait for a free slot; the number in flight including this one, or ``None`` when the wait
-        timed out or :meth:`cancel` was called."""
+    def acquire(self, timeout: float | None = None) -> bool:
+        """Wait for a free slot; ``False`` when the wait timed out or :meth:`cancel` was called."""
         with self._free:
             ok = self._free.wait_for(lambda: self._cancelled or self._in_flight < self._limit, timeout)
             if not ok or self._cancelled:
-                return None
+                return False
             self._in_flight += 1
-            return self._in_flight
+            return True
 
-    def release(self) -> None:
+    def sending(self) -> int:
+        """The slot's request goes on the wire now; how many are on the wire, this one included."""
+        with self._free:
+            self._on_wire += 1
+            return self._on_wire
+
+    def release(self, *, sent: bool = True) -> None:
+        """The slot's request is over (``sent=False``: it never went on the wire)."""
         with self._free:
             self._in_flight -= 1
+            if sent:
+                self._on_wire -= 1
             self._free.notify()
 
     def cancel(self) -> None:

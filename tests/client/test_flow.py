@@ -174,8 +174,8 @@ def test_two_tasks_on_one_account_use_it_fairly_with_few_429s(seed: int) -> None
 
 def test_a_crowded_503_halves_the_cap_and_successes_win_it_back_quickly() -> None:
     limit = ConcurrencyLimit(20)
-    slots = [limit.acquire(timeout=0) for _ in range(16)]
-    assert slots[-1] == 16
+    assert all(limit.acquire(timeout=0) for _ in range(16))
+    assert [limit.sending() for _ in range(16)][-1] == 16
     assert limit.is_crowded(16)
     assert limit.on_too_many(sent_at=1.0, in_flight_at_send=16)
     assert limit.limit == 8
@@ -195,12 +195,20 @@ def test_a_503_with_few_in_flight_is_not_congestion() -> None:
 
 def test_acquire_waits_for_the_cap_and_cancel_wakes_it() -> None:
     limit = ConcurrencyLimit(1)
-    assert limit.acquire(timeout=0) == 1
-    assert limit.acquire(timeout=0) is None
-    limit.release()
-    assert limit.acquire(timeout=0) == 1
+    assert limit.acquire(timeout=0)
+    assert not limit.acquire(timeout=0)
+    limit.release(sent=False)
+    assert limit.acquire(timeout=0)
     limit.cancel()
-    assert limit.acquire() is None
+    assert not limit.acquire()
+
+
+def test_only_requests_on_the_wire_count_as_crowding() -> None:
+    limit = ConcurrencyLimit(10)
+    for _ in range(10):
+        limit.acquire(timeout=0)  # ten threads hold slots, waiting for the rate limiter
+    assert limit.sending() == 1  # one of them sends: ChartMogul sees one connection
+    assert not limit.is_crowded(1)
 
 
 # ---- RetryQuota -----------------------------------------------------------------------------------
