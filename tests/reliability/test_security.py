@@ -229,6 +229,21 @@ def _make_certificates(directory: Path) -> Certificates:
             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         )
+        if ca:  # Python 3.13's strict verification (VERIFY_X509_STRICT) wants a CA's key usage
+            builder = builder.add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
             builder = builder.add_extension(
