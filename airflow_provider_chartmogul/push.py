@@ -24,10 +24,13 @@ from airflow_provider_chartmogul.exceptions import (
     ChartMogulFatalError,
     ChartMogulValidationError,
 )
+from airflow_provider_chartmogul.intake import CustomerIntake, Strategy
+from airflow_provider_chartmogul.listing import ListingReader
 from airflow_provider_chartmogul.plan import ObservedTypes, find_conflicts, plan_add, plan_sync
 from airflow_provider_chartmogul.records import CustomerRecord, RowError, describe_record, parse_record
 from airflow_provider_chartmogul.report import Outcome, RunReport
 from airflow_provider_chartmogul.resolve import CustomerResolver, ResolutionError
+from airflow_provider_chartmogul.schedule import CustomerOrder, Entry
 
 if TYPE_CHECKING:
     from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
@@ -66,8 +69,13 @@ class RunAborted(Exception):
         self.report = report
 
 
-class CustomAttributesPusher:
-    """Runs records through parse → resolve → (read state →) plan → write, concurrently."""
+# Records read but not finished, at most: bounds memory when many wait for the listing.
+MAX_WAITING = 10_000
+
+
+class CustomAttributesPusher(CustomerIntake):
+    """Runs records through parse → resolve → (read state →) plan → write, concurrently, keeping
+    each customer's writes in input order (:mod:`airflow_provider_chartmogul.schedule`)."""
 
     def __init__(self, hook: ChartMogulHook, options: PushOptions, log: logging.Logger | None = None) -> None:
         self.hook = hook
@@ -78,10 +86,28 @@ class CustomAttributesPusher:
         self.report = RunReport(mode=options.mode, dry_run=options.dry_run, keep_plan=options.dry_run)
         self._last_progress = time.monotonic()
         self._started = time.monotonic()
-        self._held: deque[CustomerRecord] = deque()
         self._parse_stream: Iterator[CustomerRecord | Outcome] | None = None
         self._stop_reason: str | None = None
         self._wake = threading.Event()
+        self.order = CustomerOrder(self._known)
+        self._live: dict[int, Entry] = {}
+        self._held: list[Entry] = []  # waiting for the choice between lookups and the listing
+        self._lookups_needed = 0
+        self._strategy: Strategy = {"auto": "undecided", "per_customer": "per_customer"}.get(
+            options.customer_lookup, "listing"
+        )  # type: ignore[assignment]
+        self._listing: ListingReader | None = None
+        self._listed = False  # the whole listing is indexed
+        self._waiting_ids: dict[tuple[str, str], list[Entry]] = {}
+        self._ready: deque[Entry] = deque()
+        self._pending: dict[Future[Any], tuple[str, Entry]] = {}
+        self._finished_queue: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
+        self._wake_after = 1
+        self._executor: ThreadPoolExecutor | None = None
+        self._finished = False
+
+    _abort: str | None = None
+    _stopped_by: ChartMogulFatalError | None = None
 
     def stop(self, reason: str) -> None:
         """Stop the run from any thread, a signal handler included: nothing more is submitted,
@@ -97,41 +123,49 @@ class CustomAttributesPusher:
 
     # ---- one record (runs in a worker thread) ---------------------------------------------------
 
-    def _process(self, record: CustomerRecord) -> Outcome:
+    def _lookup(self, record: CustomerRecord) -> str:
+        return self.resolver.resolve(record)
+
+    def _write(
+        self, record: CustomerRecord, uuid: str, current: dict[str, Any] | None
+    ) -> tuple[Outcome, dict[str, Any] | None]:
+        """Plan and write one record; its outcome and the customer's attributes after it (None
+        when unknown or unchanged)."""
         raw = record  # turned into a replayable dict only if it fails
-        uuid: str | None = record.customer_uuid
         try:
-            uuid = self.resolver.resolve(record)
-            current = self.resolver.current_attributes(uuid) if self.options.needs_state else None
+            if current is None and self.options.needs_state:
+                current = self.resolver.current_attributes(uuid)
             if not record.custom:
-                return Outcome("skipped", record.label, raw, customer_uuid=uuid)
+                return Outcome("skipped", record.label, raw, customer_uuid=uuid), None
             conflicts = find_conflicts(record.custom, self.observed)
             if conflicts:
-                return Outcome.failure(
-                    "conflict",
-                    record.label,
-                    raw,
-                    "type conflict, nothing was sent: " + "; ".join(conflicts),
-                    customer_uuid=uuid,
-                )
+                error = "type conflict, nothing was sent: " + "; ".join(conflicts)
+                return Outcome.failure("conflict", record.label, raw, error, customer_uuid=uuid), None
             if self.options.mode == "sync":
                 assert current is not None
                 plan = plan_sync(record.custom, current, clear=self.options.clear)
             else:
                 plan = plan_add(record.custom, current)
             if not plan.changes and not plan.writes:
-                return Outcome("skipped", record.label, raw, customer_uuid=uuid)
+                return Outcome("skipped", record.label, raw, customer_uuid=uuid), None
+            after: dict[str, Any] | None = None
             if not self.options.dry_run:
                 written = 0
                 try:
                     if plan.post:
-                        self.hook.add_custom_attributes(uuid, plan.post)
+                        after = self.hook.add_custom_attributes(uuid, plan.post)
                         written += 1
                     if plan.put:
-                        self.hook.update_custom_attributes(uuid, plan.put)
+                        after = self.hook.update_custom_attributes(uuid, plan.put)
                         written += 1
                     if plan.delete:
-                        self.hook.remove_custom_attributes(uuid, plan.delete)
+                        removed = self.hook.remove_custom_attributes(uuid, plan.delete)
+                        base = after if after is not None else dict(current or {})
+                        after = (
+                            removed
+                            if removed is not None
+                            else {k: v for k, v in base.items() if k not in plan.delete}
+                        )
                         written += 1
                 except ChartMogulAPIError as exc:
                     if written and not isinstance(exc, ChartMogulFatalError):
@@ -141,17 +175,19 @@ class CustomAttributesPusher:
                         )
                         exc.refresh_message()
                     raise
-            return Outcome("succeeded", record.label, raw, customer_uuid=uuid, changes=plan.changes)
+            outcome = Outcome("succeeded", record.label, raw, customer_uuid=uuid, changes=plan.changes)
+            return outcome, after
         except ChartMogulFatalError:
             raise
         except ResolutionError as exc:
-            return Outcome.failure("resolution", record.label, raw, str(exc), http_status=exc.status)
+            return Outcome.failure("resolution", record.label, raw, str(exc), http_status=exc.status), None
         except ChartMogulAPIError as exc:
-            return Outcome.failure(
+            outcome = Outcome.failure(
                 "api", record.label, raw, str(exc), http_status=exc.status, customer_uuid=uuid
             )
+            return outcome, None
         except ChartMogulValidationError as exc:
-            return Outcome.failure("validation", record.label, raw, str(exc), customer_uuid=uuid)
+            return Outcome.failure("validation", record.label, raw, str(exc), customer_uuid=uuid), None
 
     # ---- the stream ------------------------------------------------------------------------------
 
@@ -168,74 +204,12 @@ class CustomAttributesPusher:
             except ChartMogulValidationError as exc:
                 yield Outcome.failure("validation", describe_record(item, index), item, str(exc))
 
-    def _needs_lookup(self, record: CustomerRecord) -> bool:
-        return record.customer_uuid is None or self.options.needs_state
-
-    def _schedule(self, items: Iterable[Any]) -> Iterator[CustomerRecord | Outcome]:
-        """Parsed records in the order to process them, building the directory when it pays off.
-
-        With ``customer_lookup="auto"``, records that need a lookup are held back (up to
-        ``listing_threshold`` of them): if more arrive, one pass over the customer listing
-        replaces them all; if the input ends first, each is looked up on its own.
-        """
-        options = self.options
-        if options.customer_lookup == "listing":
-            self._build_directory("customer_lookup='listing'")
-        held = self._held
-        for item in self._parsed(items):
-            if (
-                isinstance(item, Outcome)
-                or options.customer_lookup != "auto"
-                or self.resolver.directory is not None
-                or not self._needs_lookup(item)
-            ):
-                yield item
-                continue
-            held.append(item)
-            if len(held) > options.listing_threshold:
-                self._build_directory(f"more than {options.listing_threshold} customers to look up")
-                while held:
-                    yield held.popleft()
-        if held:
-            self.log.info("Looking up %d customers one by one (per-customer lookups)", len(held))
-        while held:
-            yield held.popleft()
-
     def _parsed(self, items: Iterable[Any]) -> Iterator[CustomerRecord | Outcome]:
         if self._parse_stream is None:
             self._parse_stream = self._parse(items)
         return self._parse_stream
 
-    def _build_directory(self, why: str) -> None:
-        started = time.monotonic()
-        directory = self.resolver.build_directory(keep_state=self.options.needs_state)
-        self.log.info(
-            "Indexed %d ChartMogul customers from the customer listing (%s): %d requests in %.1f s",
-            directory.customers,
-            why,
-            directory.requests,
-            time.monotonic() - started,
-        )
-
-    def _record(self, outcome: Outcome) -> None:
-        self.report.add(outcome)
-        if outcome.status == "failed":
-            error = outcome.error or ""
-            # Validation errors already start with the record's label.
-            subject = "" if error.startswith(outcome.label) else f"{outcome.label}: "
-            self.log.warning("Failed (%s): %s%s", outcome.stage, subject, error)
-        now = time.monotonic()
-        if now - self._last_progress >= self.options.progress_interval:
-            self._last_progress = now
-            counts = self.report.counts
-            self.log.info(
-                "Progress: %d customers done (%d succeeded, %d failed, %d skipped), %.1f customers/s",
-                counts["total"],
-                counts["succeeded"],
-                counts["failed"],
-                counts["skipped"],
-                counts["total"] / max(now - self._started, 1e-9),
-            )
+    # ---- the main loop -----------------------------------------------------------------------------
 
     def run(self, items: Iterable[Any]) -> RunReport:
         """Process every item; the report.
@@ -246,7 +220,6 @@ class CustomAttributesPusher:
         the partial report in :attr:`report` and is re-raised. Either way the report names every
         record: written, failed, or not attempted (ready to replay).
         """
-        self._finished = False
         try:
             abort = self._run(items)
         except BaseException as exc:
@@ -271,141 +244,201 @@ class CustomAttributesPusher:
         """The main loop; why the run stopped early, or None when every record was processed."""
         workers = self.hook.max_connections
         max_pending = workers * 4
-        self._pending: set[Future[Outcome]] = set()
-        self._waiting: dict[Future[Outcome], CustomerRecord] = {}
-        pending, waiting = self._pending, self._waiting
-        # Finished futures arrive here through a done-callback: polling them with
-        # concurrent.futures.wait() after every submit installed and removed a waiter on every
-        # pending future each time (about 0.35 ms of CPU per customer).
-        finished: queue.SimpleQueue[Future[Outcome]] = queue.SimpleQueue()
-        self._finished_queue = finished
-        # Waking this thread costs CPU (about 0.1 ms on a VM), so while the queue of work is full
-        # it is woken once per few finished records, or at once when one failed unexpectedly.
-        wake = self._wake
-        wake_after = workers
-
-        def on_done(future: Future[Outcome]) -> None:
-            finished.put(future)
-            if finished.qsize() >= wake_after or (not future.cancelled() and future.exception()):
-                wake.set()
-
-        self._executor = executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chartmogul")
+        stream = self._parsed(items)
+        exhausted = False
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chartmogul")
+        if self._strategy == "listing":
+            self._strategy = "undecided"
+            self._start_listing("customer_lookup='listing'")
         try:
-            try:
-                for item in self._schedule(items):
-                    if isinstance(item, Outcome):
+            while True:
+                self._check_stop()
+                self._take_pages()
+                self._collect()
+                if self._abort is not None:
+                    return self._abort
+                while not exhausted and len(self._pending) + len(self._ready) < max_pending:
+                    if len(self._live) >= MAX_WAITING:
+                        self._decide_per_customer()
+                        break
+                    item = next(stream, None)
+                    if item is None:
+                        exhausted = True
+                        self._decide_per_customer()
+                    elif isinstance(item, Outcome):
                         self._record(item)
                     else:
-                        future = executor.submit(self._process, item)
-                        pending.add(future)
-                        waiting[future] = item
-                        future.add_done_callback(on_done)
-                    while len(pending) >= max_pending and self._abort is None:
-                        # With a timeout: stop() from a signal handler does not set the event.
-                        wake.wait(0.2)
-                        wake.clear()
-                        self._collect(block=False)
-                        self._check_stop()
-                    self._collect(block=False)
-                    self._check_stop()
-                    if self._abort is not None:
-                        return self._abort
-            except ChartMogulFatalError as exc:  # the listing, read in this thread, failed
-                if self._abort is None:
-                    self._stopped_by = exc
-                self._abort = self._abort or self._reason(exc)
-                return self._abort
-            while pending and self._abort is None:
-                self._collect(block=True, timeout=0.2)
-                self._check_stop()
-            return self._abort
+                        self._admit(item)
+                    self._release()
+                    self._submit(max_pending)
+                self._release()
+                self._submit(max_pending)
+                if exhausted and not self._live:
+                    return None
+                # Waking costs CPU (about 0.1 ms on a VM): with the pool full, once per few
+                # finished records; otherwise at the first. With a timeout: stop() from a signal
+                # handler does not set the event.
+                self._wake_after = workers if len(self._pending) >= max_pending else 1
+                if self._finished_queue.empty() and (self._listing is None or self._listing.pages.empty()):
+                    self._wake.wait(0.2)
+                self._wake.clear()
         finally:
-            executor.shutdown(wait=False, cancel_futures=True)
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
-    _abort: str | None = None
-    # The error that set _abort, if one did: RunAborted is raised from it (the operator fails
-    # without Airflow retries when it is an AirflowFailException).
-    _stopped_by: ChartMogulFatalError | None = None
-    _executor: ThreadPoolExecutor | None = None
+    def _release(self) -> None:
+        self._ready.extend(self.order.runnable())
 
-    @staticmethod
-    def _reason(exc: ChartMogulFatalError) -> str:
-        return exc.api_message if isinstance(exc, ChartMogulCancelledError) else str(exc)
+    def _submit(self, max_pending: int) -> None:
+        while self._ready and len(self._pending) < max_pending and self._abort is None:
+            entry = self._ready.popleft()
+            self._submit_now("write", entry)
+
+    def _submit_now(self, kind: str, entry: Entry) -> None:
+        assert self._executor is not None
+        record = entry.record
+        future: Future[Any]
+        if kind == "lookup":
+            future = self._executor.submit(self._lookup, record)
+        else:
+            uuid = entry.uuid
+            assert uuid is not None
+            current = None
+            if entry.listed:
+                directory = self.resolver.directory
+                assert directory is not None
+                try:
+                    current = directory.state(uuid)
+                except ResolutionError as exc:
+                    outcome = Outcome.failure("resolution", record.label, record, str(exc), http_status=404)
+                    self._done(entry, outcome)
+                    return
+            future = self._executor.submit(self._write, record, uuid, current)
+        self._pending[future] = (kind, entry)
+        future.add_done_callback(self._on_done)
+
+    def _on_done(self, future: Future[Any]) -> None:
+        self._finished_queue.put(future)
+        if self._finished_queue.qsize() >= self._wake_after or (
+            not future.cancelled() and future.exception()
+        ):
+            self._wake.set()
+
+    def _done(self, entry: Entry, outcome: Outcome) -> None:
+        self._live.pop(entry.index, None)
+        if entry.uuid is not None and not entry.unresolved and entry.running:
+            self.order.done(entry)
+        self._record(outcome)
+
+    def _set_abort(self, reason: str, error: ChartMogulFatalError | None) -> None:
+        if self._abort is None:
+            self._abort, self._stopped_by = reason, error
+            self.hook.cancel(f"the run stopped: {reason}")
+            if self._listing is not None:
+                self._listing.stop()
+
+    def _notify(self) -> None:
+        self._wake.set()
 
     def _check_stop(self) -> None:
         if self._stop_reason is not None and self._abort is None:
-            self._abort = self._stop_reason
-            self.hook.cancel(self._stop_reason)
+            self._set_abort(self._stop_reason, None)
 
-    def _collect(self, block: bool, timeout: float | None = None) -> None:
-        pending, waiting = self._pending, self._waiting
-        while pending:
+    def _collect(self, timeout: float | None = None) -> None:
+        """Handle the finished futures (waiting up to ``timeout`` for the first, if given)."""
+        block = timeout is not None
+        while self._pending:
             try:
                 future = self._finished_queue.get(block=block, timeout=timeout)
             except queue.Empty:
                 return
             block = False
-            if future not in waiting:  # cancelled after an abort: already reported
+            taken = self._pending.pop(future, None)
+            if taken is None:  # cancelled after an abort: already reported
                 continue
-            pending.discard(future)
-            record = waiting.pop(future)
+            kind, entry = taken
+            record = entry.record
             try:
-                self._record(future.result())
+                result = future.result()
             except ChartMogulCancelledError as exc:
-                self._abort = self._abort or self._stop_reason or exc.api_message
-                self._record_not_attempted(record, self._abort)
+                self._set_abort(self._stop_reason or exc.api_message, None)
+                self.order.drop(entry)
+                self._done(entry, self._not_attempted(record, self._abort or ""))
+                continue
             except ChartMogulFatalError as exc:
-                if self._abort is None:
-                    self._stopped_by = exc
-                self._abort = self._abort or str(exc)
-                self.hook.cancel(f"the run stopped: {exc}")
-                self.report.add(
-                    Outcome.failure("api", record.label, record, str(exc), http_status=exc.status)
+                self._set_abort(str(exc), exc)
+                self.order.drop(entry)
+                self._done(
+                    entry, Outcome.failure("api", record.label, record, str(exc), http_status=exc.status)
                 )
+                continue
+            except ResolutionError as exc:  # a lookup
+                self.order.drop(entry)
+                self._done(
+                    entry,
+                    Outcome.failure("resolution", record.label, record, str(exc), http_status=exc.status),
+                )
+                continue
+            except ChartMogulAPIError as exc:  # a lookup
+                self.order.drop(entry)
+                self._done(
+                    entry, Outcome.failure("api", record.label, record, str(exc), http_status=exc.status)
+                )
+                continue
             except Exception as exc:  # a bug: still account for the record, then let it surface
-                self.report.add(Outcome.failure("api", record.label, record, f"unexpected error: {exc!r}"))
+                self.order.drop(entry)
+                self._done(entry, Outcome.failure("api", record.label, record, f"unexpected error: {exc!r}"))
                 raise
+            if kind == "lookup":
+                self.order.place(entry, result)
+                continue
+            outcome, after = result
+            if after is not None and entry.listed and self.resolver.directory is not None:
+                self.resolver.directory.set_state(entry.uuid, after)  # type: ignore[arg-type]
+            self._done(entry, outcome)
 
     def _drain(self, reason: str) -> None:
         """After the run stopped: every record handed out or still unread reported, nothing sent."""
-        pending: set[Future[Outcome]] = getattr(self, "_pending", set())
-        waiting = getattr(self, "_waiting", {})
-        for future in list(pending):
+        if self._listing is not None:
+            self._listing.stop()
+        for future in list(self._pending):
             if future.cancel():
-                pending.discard(future)
-                self._record_not_attempted(waiting.pop(future), reason)
+                _, entry = self._pending.pop(future)
+                self._done(entry, self._not_attempted(entry.record, reason))
         # Requests in flight end within their deadline; a record whose answer takes longer than the
         # grace time is reported as in flight (it may or may not have been applied).
         deadline = time.monotonic() + _STOP_GRACE_SECONDS
-        while pending and (remaining := deadline - time.monotonic()) > 0:
-            self._collect(block=True, timeout=min(remaining, 0.2))
-        for future in list(pending):
-            pending.discard(future)
-            record = waiting.pop(future)
-            self.report.add(
+        while self._pending and (remaining := deadline - time.monotonic()) > 0:
+            self._collect(timeout=min(remaining, 0.2))
+        for _, entry in self._pending.values():
+            self._done(
+                entry,
                 Outcome.failure(
                     "aborted",
-                    record.label,
-                    record,
+                    entry.record.label,
+                    entry.record,
                     f"in flight when the run stopped ({reason}): it may or may not have been "
                     "applied; replaying it is safe",
-                )
+                ),
             )
+        self._pending.clear()
         # Nothing handed to the operator may go unreported: the rest of the input is read
         # (no request is sent for it) and listed as not attempted, ready to replay.
-        while self._held:
-            self._record_not_attempted(self._held.popleft(), reason)
+        for entry in sorted(self._live.values(), key=lambda e: e.index):
+            self.report.add(self._not_attempted(entry.record, reason))
+        self._live.clear()
         if self._parse_stream is not None:
             for item in self._parse_stream:
                 if isinstance(item, Outcome):
                     self._record(item)
                 else:
-                    self._record_not_attempted(item, reason)
+                    self.report.add(self._not_attempted(item, reason))
 
     def _finish(self, aborted: str | None) -> None:
         if self._finished:
             return
         self._finished = True
+        if self._listing is not None and self.resolver.directory is not None:
+            self.resolver.directory.requests = self._listing.requests
         self.report.extra["requests"] = self.hook.stats.snapshot()
         self.report.extra["customer_lookup"] = self._lookup_summary()
         self.report.extra["duration_seconds"] = round(time.monotonic() - self._started, 3)
@@ -415,15 +448,29 @@ class CustomAttributesPusher:
                 1 for f in self.report.failures if f["stage"] == "aborted"
             )
 
-    def _record_not_attempted(self, record: CustomerRecord, reason: str) -> None:
-        self.report.add(
-            Outcome.failure(
-                "aborted",
-                record.label,
-                record,
-                f"not attempted: the run stopped ({reason})",
+    @staticmethod
+    def _not_attempted(record: CustomerRecord, reason: str) -> Outcome:
+        return Outcome.failure("aborted", record.label, record, f"not attempted: the run stopped ({reason})")
+
+    def _record(self, outcome: Outcome) -> None:
+        self.report.add(outcome)
+        if outcome.status == "failed" and outcome.stage != "aborted":
+            error = outcome.error or ""
+            # Validation errors already start with the record's label.
+            subject = "" if error.startswith(outcome.label) else f"{outcome.label}: "
+            self.log.warning("Failed (%s): %s%s", outcome.stage, subject, error)
+        now = time.monotonic()
+        if now - self._last_progress >= self.options.progress_interval:
+            self._last_progress = now
+            counts = self.report.counts
+            self.log.info(
+                "Progress: %d customers done (%d succeeded, %d failed, %d skipped), %.1f customers/s",
+                counts["total"],
+                counts["succeeded"],
+                counts["failed"],
+                counts["skipped"],
+                counts["total"] / max(now - self._started, 1e-9),
             )
-        )
 
     def _lookup_summary(self) -> dict[str, Any]:
         directory = self.resolver.directory

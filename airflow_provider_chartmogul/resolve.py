@@ -107,6 +107,23 @@ class CustomerDirectory:
     def _count_page(self) -> None:
         self.requests += 1
 
+    def __contains__(self, uuid: object) -> bool:
+        return uuid in self._sources
+
+    def candidates(self, record: CustomerRecord) -> list[str]:
+        """The customers indexed so far that ``record``'s identifier names (none, one or several)."""
+        if record.email is not None:
+            return list(self._by_email.get(record.email.lower(), []))
+        uuids = self._by_external_id.get(str(record.external_id), [])
+        if record.data_source_uuid is not None:
+            uuids = [u for u in uuids if record.data_source_uuid in self._sources.get(u, ())]
+        return list(uuids)
+
+    def set_state(self, uuid: str, custom: Mapping[str, Any]) -> None:
+        """The customer's attributes after a write, for the next record for the same customer."""
+        if self.keep_state and uuid in self._sources:
+            self._state[uuid] = dict(custom)
+
     def find(self, record: CustomerRecord) -> str:
         if record.email is not None:
             return _pick(record, self._by_email.get(record.email.lower(), []))
