@@ -42,6 +42,12 @@ CONNECTION_EXTRA_FIELDS: dict[str, dict[str, Any]] = {
         "description": "Requests in flight at once (ChartMogul answers 503 above 20 per account).",
         "schema": {"type": ["integer", "null"], "default": 10, "minimum": 1, "maximum": 20},
     },
+    # A string, not a boolean: besides true/false it may be the path of a CA bundle.
+    "verify": {
+        "label": "TLS verification",
+        "description": "true (default), false, or the path of a CA bundle (PEM) on the workers.",
+        "schema": {"type": ["string", "null"], "default": "true", "maxLength": 4096},
+    },
 }
 
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {

@@ -100,6 +100,8 @@ def _cast(name: str, value: Any, kind: type, conn_id: str) -> Any:
 
 
 def _cast_verify(value: Any, conn_id: str) -> bool | str:
+    if value is None:  # a form field left empty
+        return True
     if isinstance(value, bool):
         return value
     if isinstance(value, str):

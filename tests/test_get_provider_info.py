@@ -110,7 +110,11 @@ def test_connection_form_metadata_the_ui_receives() -> None:
         "retry_budget",
         "max_requests_per_second",
         "max_connections",
+        "verify",
     }
+    assert extra["verify"]["value"] == "true"
+    assert extra["verify"]["schema"]["title"] == "TLS verification"
+    assert "string" in extra["verify"]["schema"]["type"], "true/false or a CA bundle path"
     assert extra["max_retries"]["value"] == 5
     assert extra["max_retries"]["schema"]["title"] == "Max retries"
 
@@ -128,3 +132,40 @@ def test_legacy_connection_form_widgets_where_wtforms_exists() -> None:
     pytest.importorskip("flask_appbuilder")
     widgets = ChartMogulHook.get_connection_form_widgets()
     assert set(widgets) == set(get_provider_info()["connection-types"][0]["conn-fields"])
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        ("true", True),
+        ("false", False),
+        ("False", False),
+        ("", True),
+        (None, True),
+        (True, True),
+        (False, False),
+        ("/etc/ssl/certs/ca-certificates.crt", "/etc/ssl/certs/ca-certificates.crt"),
+    ],
+)
+def test_verify_form_value_round_trips_to_the_hook(stored: object, expected: object) -> None:
+    """What the form stores for ``verify`` (a string from the 3.2+ form or the legacy widget, a
+    boolean from a JSON connection, null for a cleared field) is what the hook uses."""
+    from airflow_provider_chartmogul.settings import build_settings
+
+    schema = get_provider_info()["connection-types"][0]["conn-fields"]["verify"]["schema"]
+    if not isinstance(stored, bool):
+        jsonschema.validate(stored, schema)
+    settings = build_settings(
+        conn_id="c", host=None, port=None, password="sk_test_1234567", extra={"verify": stored}
+    )
+    assert settings.verify == expected
+
+
+def test_legacy_verify_widget_is_a_text_field_defaulting_to_true() -> None:
+    pytest.importorskip("wtforms")
+    pytest.importorskip("flask_appbuilder")
+    from wtforms import StringField
+
+    field = ChartMogulHook.get_connection_form_widgets()["verify"]
+    assert field.field_class is StringField
+    assert field.kwargs["default"] == "true"

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_chartmogul.get_provider_info import CONNECTION_EXTRA_FIELDS, DEFAULT_BASE_URL
+from airflow_provider_chartmogul.settings import build_settings
 
 from .airflow_ui import (
     BROWSER_API_KEY,
@@ -65,9 +66,21 @@ STANDARD_FIELDS_SHOWN = {"description", "host", "password"}
 STANDARD_FIELDS_HIDDEN = ("login", "port", "schema")
 
 
-def _number_text(value: Any) -> str:
-    """How the UI's number input shows a JSON-schema default (30 -> "30", 0.5 -> "0.5")."""
+def _default_text(value: Any) -> str:
+    """How the UI's input shows a JSON-schema default (30 -> "30", 0.5 -> "0.5", "true" -> "true")."""
+    if isinstance(value, str):
+        return value
     return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _extra_input(dialog: Locator, name: str) -> Locator:
+    """The input of an extra field. Airflow 3.3's form labels its number inputs but not its text
+    inputs (no ``for``/``id`` pair), so a text field is found as the textbox in its label's group."""
+    spec = CONNECTION_EXTRA_FIELDS[name]
+    types = spec["schema"]["type"]
+    if "string" in (types if isinstance(types, list) else [types]):
+        return dialog.get_by_role("group").filter(has_text=spec["label"]).get_by_role("textbox")
+    return dialog.get_by_label(spec["label"], exact=True)
 
 
 def _keep_for_docs(artifacts: Path) -> None:
@@ -173,11 +186,11 @@ def test_connection_form_shows_chartmogul_fields(ui_page: Page, artifacts_dir: P
 
     # Extra fields: every declared one, with its label, description and default value.
     open_section(dialog, "Extra Fields")
-    assert {"timeout", "max_retries"} <= set(CONNECTION_EXTRA_FIELDS)
+    assert {"timeout", "max_retries", "verify"} <= set(CONNECTION_EXTRA_FIELDS)
     for name, spec in CONNECTION_EXTRA_FIELDS.items():
-        field = dialog.get_by_label(spec["label"], exact=True)
+        field = _extra_input(dialog, name)
         expect(field, f"extra field {name!r} labelled {spec['label']!r}").to_be_visible()
-        expect(field).to_have_value(_number_text(spec["schema"]["default"]))
+        expect(field).to_have_value(_default_text(spec["schema"]["default"]))
         if spec.get("description"):
             expect(dialog.get_by_text(spec["description"], exact=True)).to_be_visible()
     dialog.screenshot(path=str(artifacts_dir / "02-connection-form-extra-fields.png"))
@@ -243,3 +256,43 @@ def test_saved_connection_test_button(
     assert [(r.method, r.api_key, r.status) for r in pings] == [("GET", WRONG_API_KEY, 401)]
 
     _keep_for_docs(artifacts_dir)
+
+
+def _saved_extra(page: Page, dialog: Locator, connection_id: str, base_url: str) -> dict[str, Any]:
+    """Save the dialog; the ``extra`` the UI sent for the new connection, as stored."""
+    with page.expect_request(
+        lambda r: r.method == "POST" and r.url.rstrip("/").endswith("/api/v2/connections")
+    ) as sent:
+        _save(page, dialog, connection_id, base_url)
+    body = sent.value.post_data_json
+    assert isinstance(body, dict) and body["connection_id"] == connection_id, body
+    extra = json.loads(body["extra"] or "{}")
+    assert isinstance(extra, dict), extra
+    return extra
+
+
+def test_verify_field_round_trips_to_the_hooks_settings(
+    ui_page: Page, chartmogul_api: ChartMogulServer
+) -> None:
+    """``verify`` typed into the form (left as is, "false", a CA bundle path) reaches the hook as
+    True, False and that path. Runs last: it adds connections to the list the test above counts."""
+    page = ui_page
+    base_url = chartmogul_api.url
+    open_connections(page)
+    bundle = "/etc/ssl/certs/ca-certificates.crt"
+    for connection_id, typed, expected in (
+        ("chartmogul_verify_default", None, True),
+        ("chartmogul_verify_off", "false", False),
+        ("chartmogul_verify_bundle", bundle, bundle),
+    ):
+        dialog = _fill_connection(page, connection_id, base_url, BROWSER_API_KEY)
+        field = _extra_input(dialog, "verify")
+        expect(field).to_have_value("true")
+        if typed is not None:
+            field.fill(typed)
+        extra = _saved_extra(page, dialog, connection_id, base_url)
+        assert extra.get("verify", "true") == (typed or "true"), extra
+        settings = build_settings(
+            conn_id=connection_id, host=base_url, port=None, password=BROWSER_API_KEY, extra=extra
+        )
+        assert settings.verify == expected, (connection_id, extra)
