@@ -151,7 +151,7 @@ class RateLimiter:
             following.event.set()
 
     def _due(self) -> float:
-        due = self._next
+        due = max(self._next, self.control.hold_until)
         window = self._window
         if self._windowed and len(window) == window.maxlen:
             due = max(due, window[0] + 1.0 + WINDOW_MARGIN)

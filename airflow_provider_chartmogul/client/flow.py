@@ -48,8 +48,10 @@ class AdaptiveRate:
         self._k = 0.0
         self._cut_at: float | None = None
         self._sends: deque[float] = deque()
+        self._admitted: deque[float] = deque()
         self._scale = CUBIC_SCALE * max(1.0, self.max_rate / REFERENCE_RATE)
         self._lock = threading.Lock()
+        self.hold_until = -math.inf
         self.cuts = 0
 
     @property
@@ -63,10 +65,13 @@ class AdaptiveRate:
             return self._measured(now)
 
     def _measured(self, now: float) -> float:
-        sends = self._sends
-        while sends and sends[0] <= now - MEASURE_SECONDS:
-            sends.popleft()
-        return len(sends) / MEASURE_SECONDS
+        return self._count(self._sends, now) / MEASURE_SECONDS
+
+    @staticmethod
+    def _count(times: deque[float], now: float) -> int:
+        while times and times[0] <= now - MEASURE_SECONDS:
+            times.popleft()
+        return len(times)
 
     def on_send(self, now: float) -> None:
         with self._lock:
@@ -85,15 +90,27 @@ class AdaptiveRate:
                 return False
             measured = self._measured(now)
             base = min(self._rate, measured) if measured > 0 else self._rate
-            self._last_max = max(base * PLATEAU, self.min_rate)
-            self._rate = max(self.min_rate, base * CUBIC_BETA)
+            # What the account took from us in the last second bounds our share of it: when two
+            # tasks start at full speed together, a cut to beta times what was sent is not enough.
+            admitted = self._count(self._admitted, now) / MEASURE_SECONDS
+            share = min(base, admitted) if admitted > 0 else base
+            self._rate = max(self.min_rate, min(base * CUBIC_BETA, share))
+            self._last_max = max(share * PLATEAU, self.min_rate)
             self._k = math.cbrt(max(0.0, self._last_max - self._rate) / self._scale)
             self._cut_at = now
+            # The account's window is full now, and stays full at least until the first of our
+            # requests in it is a second old: sending before that only collects more 429s.
+            if self._sends:
+                self.hold_until = max(self.hold_until, self._sends[0] + MEASURE_SECONDS)
             self.cuts += 1
             return True
 
     def on_success(self, now: float) -> None:
         """A request was not throttled: move along the curve."""
+        with self._lock:
+            self._admitted.append(now)
+            if len(self._admitted) > 4 * self.max_rate + 8:
+                self._count(self._admitted, now)
         if self._cut_at is None or self._rate >= self.max_rate:
             return
         with self._lock:

@@ -133,7 +133,7 @@ def simulate(clients: int, steady_other: float = 0.0, seconds: float = 120.0, se
                 rate = rates[who]  # type: ignore[index]
                 rate.on_send(now)
                 push(now + 0.15 + rnd.uniform(0, 0.01), "answer", who, now, admitted)
-                push(now + 1 / rate.rate, "send", who)
+                push(max(now + 1 / rate.rate, rate.hold_until), "send", who)
         elif ok:
             rates[who].on_success(now)  # type: ignore[index]
         else:
