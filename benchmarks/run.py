@@ -161,7 +161,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         except ValueError:
             parser.error("--memory-rows takes two whole numbers, SMALL,LARGE")
         memory_rows = (small, large)
-    scenario = _size(args.scenario_customers, 60, 300)
+    scenario = _size(args.scenario_customers, 60, 500)
     settings = Settings(
         sections=tuple(s for s in SECTIONS if s in sections),
         quick=quick,
