@@ -96,7 +96,7 @@ class AdaptiveRate:
             share = min(base, admitted) if admitted > 0 else base
             self._rate = max(self.min_rate, min(base * CUBIC_BETA, share))
             self._last_max = max(share * PLATEAU, self.min_rate)
-            self._k = math.cbrt(max(0.0, self._last_max - self._rate) / self._scale)
+            self._k = (max(0.0, self._last_max - self._rate) / self._scale) ** (1 / 3)  # math.cbrt is 3.11+
             self._cut_at = now
             # The account's window is full now, and stays full at least until the first of our
             # requests in it is a second old: sending before that only collects more 429s.
