@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Run the unit tests against several Airflow versions, each in its own virtualenv made with uv.
 #
-# For each version V: `uv venv -p 3.11 .venv-airflow-V`, then
+# For each version V: `uv venv -p <python> .venv-airflow-V` (.venv-pyP-airflow-V with MATRIX_PYTHON), then
 #   uv pip install "apache-airflow==V" apache-airflow-providers-sqlite \
-#       apache-airflow-providers-common-sql -e ".[test]"
+#       apache-airflow-providers-common-sql -e ".[sql,openlineage]" --group test
 # (uv picks provider versions that fit V: on 2.10 that means older common-sql/sqlite), then
 #   pytest -m "not db and not browser and not postgres"
 # Prints a summary table (version, install s, test s, passed/failed/errors/skipped) and exits
 # non-zero if any version failed to install, had a failing or erroring test, or ran no test.
 #
 # Usage: scripts/test-matrix.sh [VERSION ...]          (default: $AIRFLOW_VERSIONS or the list below)
-#   MATRIX_PYTHON=3.11          interpreter for the venvs (uv never downloads one: UV_PYTHON_DOWNLOADS=never)
+#   MATRIX_PYTHON=3.12          interpreter for the venvs (default 3.11): the machine's
+#                               /root/.pyenv/versions/3.12*/bin/python, else `uv python find 3.12`;
+#                               none found fails with a message (uv never downloads one)
 #   MATRIX_MARKERS='...'        pytest -m expression (default: not db and not browser and not postgres)
 #   MATRIX_REUSE=1              keep existing .venv-airflow-V instead of recreating them
 #   PYTEST_ARGS='-x -q'         extra pytest arguments
@@ -26,6 +28,8 @@ else
     read -r -a VERSIONS <<<"${AIRFLOW_VERSIONS:-$DEFAULT_VERSIONS}"
 fi
 PYTHON_VERSION="${MATRIX_PYTHON:-3.11}"
+VENV_PREFIX=".venv-"
+[[ -n "${MATRIX_PYTHON:-}" ]] && VENV_PREFIX=".venv-py$PYTHON_VERSION-"
 MARKERS="${MATRIX_MARKERS:-not db and not browser and not postgres}"
 read -r -a EXTRA_PYTEST_ARGS <<<"${PYTEST_ARGS:-}"
 OUT=.artifacts/matrix
@@ -40,6 +44,25 @@ else
     exit 2
 fi
 export UV_PYTHON_DOWNLOADS=never  # no interpreter downloads: only package registries are reachable
+
+# The interpreter: one the machine has (pyenv's builds here), else one uv finds on the machine.
+PYTHON_BIN=""
+for candidate in /root/.pyenv/versions/"$PYTHON_VERSION"/bin/python /root/.pyenv/versions/"$PYTHON_VERSION".*/bin/python; do
+    if [[ -x "$candidate" ]]; then
+        PYTHON_BIN="$candidate"
+        break
+    fi
+done
+if [[ -z "$PYTHON_BIN" ]]; then
+    PYTHON_BIN=$("${UV[@]}" python find --no-project "$PYTHON_VERSION" 2>/dev/null || true)
+fi
+if [[ -z "$PYTHON_BIN" ]]; then
+    echo "test-matrix: Python $PYTHON_VERSION is not on this machine (not under /root/.pyenv/versions," >&2
+    echo "  and 'uv python find $PYTHON_VERSION' finds none); install it from the system's packages," >&2
+    echo "  uv does not download interpreters here. Failing." >&2
+    exit 3
+fi
+echo "test-matrix: Python $PYTHON_VERSION is $PYTHON_BIN ($("$PYTHON_BIN" -V 2>&1))"
 
 # Counts from a JUnit XML file: "tests failures errors skipped" (or nothing if unreadable).
 junit_counts() {
@@ -63,10 +86,11 @@ overall=0
 matrix_start=$(date +%s)
 
 for version in "${VERSIONS[@]}"; do
-    venv=".venv-airflow-$version"
-    install_log="$OUT/airflow-$version-install.log"
-    test_log="$OUT/airflow-$version-pytest.log"
-    junit="$OUT/airflow-$version-junit.xml"
+    venv="${VENV_PREFIX}airflow-$version"
+    leg="${VENV_PREFIX#.venv-}airflow-$version"
+    install_log="$OUT/$leg-install.log"
+    test_log="$OUT/$leg-pytest.log"
+    junit="$OUT/$leg-junit.xml"
     rm -f "$junit"
     echo "=== Airflow $version: installing into $venv"
 
@@ -75,13 +99,13 @@ for version in "${VERSIONS[@]}"; do
         if [[ "${MATRIX_REUSE:-}" == 1 && -x "$venv/bin/python" ]]; then
             echo "reusing $venv"
         else
-            "${UV[@]}" venv --clear --quiet -p "$PYTHON_VERSION" "$venv"
+            "${UV[@]}" venv --clear --quiet -p "$PYTHON_BIN" "$venv"
         fi &&
             "${UV[@]}" pip install -p "$venv/bin/python" \
                 "apache-airflow==$version" \
                 apache-airflow-providers-sqlite \
                 apache-airflow-providers-common-sql \
-                -e ".[test]"
+                -e ".[sql,openlineage]" --group test
     } >"$install_log" 2>&1
     install_rc=$?
     t1=$EPOCHREALTIME
@@ -135,6 +159,6 @@ total_s=$(($(date +%s) - matrix_start))
         IFS='|' read -r v i t p f e s r <<<"$row"
         printf '%-10s %10s %8s %7s %7s %7s %8s  %s\n' "$v" "$i" "$t" "$p" "$f" "$e" "$s" "$r"
     done
-} | tee "$OUT/summary.txt"
+} | tee "$OUT/${VENV_PREFIX#.venv-}summary.txt"
 
 exit $overall
