@@ -5,6 +5,8 @@ AIRFLOW_VERSION ?= 3.3.2
 BIN := $(VENV)/bin
 UV := $(PYTHON) -m uv
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): most tests wait on the server, backoff or Airflow, not the CPU.
+TEST_WORKERS ?= 3
 
 .PHONY: install test lint format demo benchmark browser test-browser docs-images matrix clean
 
@@ -27,7 +29,7 @@ format: install
 	$(BIN)/ruff format .
 
 test: install lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The SQL example DAG end to end against the local ChartMogul-compatible server (see scripts/demo.py).
 demo: install

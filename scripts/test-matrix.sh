@@ -124,7 +124,7 @@ for version in "${VERSIONS[@]}"; do
     # A clean Airflow environment: tests/conftest.py sets its own AIRFLOW_HOME and options.
     t0=$EPOCHREALTIME
     env -u AIRFLOW_HOME -u AIRFLOW__CORE__DAGS_FOLDER -u AIRFLOW__CORE__LOAD_EXAMPLES \
-        "$venv/bin/python" -m pytest -m "$MARKERS" -p no:cacheprovider \
+        "$venv/bin/python" -m pytest -m "$MARKERS" -p no:cacheprovider -n "${TEST_WORKERS:-3}" \
         --junitxml="$junit" -o junit_family=xunit2 "${EXTRA_PYTEST_ARGS[@]}" >"$test_log" 2>&1
     test_rc=$?
     t1=$EPOCHREALTIME
