@@ -701,6 +701,8 @@ def test_trickle_fault_sends_the_body_byte_by_byte_and_changes_nothing(
     assert len(response.content) == int(response.headers["Content-Length"]) == 26
     assert server.requests[0].fault == "trickle" and server.requests[0].status == 500
     assert server.custom_attributes(SEED_UUID) == {}
+    # The server records the trickle once its last write returned: the client may be faster.
+    wait_for(lambda: bool(server.stats()["trickles"]))
     (trickle,) = server.stats()["trickles"]
     assert trickle["bytes_sent"] == trickle["body_bytes"] == 26 and not trickle["hung_up"]
     assert trickle["path"] == f"/v1/customers/{SEED_UUID}/attributes/custom"
