@@ -195,7 +195,7 @@ class CustomAttributesPusher(CustomerIntake):
         allow_clear = self.options.mode == "sync"
         for index, item in enumerate(items):
             if isinstance(item, RowError):
-                yield Outcome.failure("validation", item.label, item.record, item.message)
+                yield Outcome.failure(item.stage, item.label, item.record, item.message)  # type: ignore[arg-type]
                 continue
             try:
                 yield parse_record(

@@ -317,6 +317,8 @@ class RowError:
     record: dict[str, Any]
     key: str | None = None
     error: ChartMogulValidationError | None = field(default=None, compare=False, repr=False)
+    # "input": the input itself broke here (nothing after it was read), not one bad row.
+    stage: str = "validation"
 
 
 def validate_attribute_types(attribute_types: Mapping[str, str] | None) -> dict[str, str]:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from airflow_provider_chartmogul.redaction import scrub
 
 Status = Literal["succeeded", "failed", "skipped"]
-Stage = Literal["validation", "resolution", "conflict", "api", "aborted"]
+Stage = Literal["input", "validation", "resolution", "conflict", "api", "aborted"]
 Action = Literal["added", "changed", "unchanged", "cleared"]
 ACTIONS: tuple[Action, ...] = ("added", "changed", "unchanged", "cleared")
 

@@ -88,7 +88,7 @@ def input_broke(index: int, what: str, exc: Exception) -> RowError:
         "after was never read. Fix the source and re-run (re-running is safe)"
     )
     error = ChartMogulValidationError(rule, customer=label)
-    return RowError(index, label, str(error), {}, None, error)
+    return RowError(index, label, str(error), {}, None, error, stage="input")
 
 
 def _is_postgres(hook: Any) -> bool:

@@ -313,6 +313,10 @@ class AddCustomAttributesOperator(BaseOperator):
         if self.plan_only:
             self._log_plan(report)
         result = self._publish(context, report)
+        broken = next((f for f in report.failures if f["stage"] == "input"), None)
+        if broken is not None:
+            # Whatever max_failures allows: the rest of the input was never read.
+            raise CustomAttributesPushError(f"The input broke: {broken['error']}", result)
         if report.failed > self.max_failures:
             raise CustomAttributesPushError(self._failure_message(report), result)
         return result

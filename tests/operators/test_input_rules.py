@@ -159,9 +159,23 @@ def test_an_upstream_generator_that_raises_still_gives_a_full_report(server: Cha
     assert failure["customer"] == "record #3"
     assert "ConnectionResetError: XCom backend went away" in failure["error"]
     assert "records #0 to #2 were read" in failure["error"]
+    assert failure["stage"] == "input"
     for uuid in uuids:
         assert server.custom_attributes(uuid) == {"plan": "x"}
     json.dumps(report)
+
+
+def test_a_broken_input_fails_the_task_whatever_max_failures_allows(server: ChartMogulServer) -> None:
+    uuid = server.add_customer()["uuid"]
+
+    def records() -> Iterator[dict[str, Any]]:
+        yield {"customer_uuid": uuid, "custom": _plan("x")}
+        raise ConnectionResetError("XCom backend went away")
+
+    op = AddCustomAttributesOperator(task_id="push", customers=records(), max_failures=100)
+    with pytest.raises(CustomAttributesPushError, match="The input broke"):
+        op.execute(context={})
+    assert server.custom_attributes(uuid) == {"plan": "x"}
 
 
 # ---- fail fast -----------------------------------------------------------------------------------
