@@ -220,6 +220,8 @@ class RequestEngine:
             self.concurrency.release(sent=False)
             raise self._no_slot(method, path)
         on_wire = self.concurrency.sending()
+        if call.attempts > 1:
+            self.stats.count_retry()  # counted when sent: a retry that never got a slot is no request
         try:
             answer = self.transport.send(
                 method, path, json_body=json_body, params=params, on_finished=self.concurrency.release
@@ -250,15 +252,16 @@ class RequestEngine:
         self.stats.count(answer.status)
         return self._read_answer(method, path, answer, sent_at, on_wire)
 
-    def _no_slot(self, method: str, path: str) -> _Retryable:
-        error = ChartMogulAPIError(
+    def _no_slot(self, method: str, path: str) -> ChartMogulAPIError:
+        # Not retried: the budget it waited for is spent. Only the attempts before it were sent.
+        return ChartMogulAPIError(
             f"not sent: no send slot within the retry budget ({self.settings.retry_budget:g} s; the "
             f"send rate is {self.limiter.rate:.1f}/s after 429s)",
             method=method,
             path=path,
+            attempts=max(1, self._call.attempts - 1),
             retryable=True,
         )
-        return _Retryable(error, failure=False)
 
     def _read_answer(self, method: str, path: str, answer: Answer, sent_at: float, on_wire: int) -> Any:
         status = answer.status
@@ -340,7 +343,6 @@ class RequestEngine:
         return random.uniform(ceiling / 2, ceiling)
 
     def _before_retry(self, retry_state: tenacity.RetryCallState) -> None:
-        self.stats.count_retry()
         if self.log is not None:
             outcome = retry_state.outcome
             exc = outcome.exception() if outcome is not None else None

@@ -30,6 +30,9 @@ CUSTOMERS = 2000
 WORKERS = 10
 # A request handed its send slot just before the stop may still go out; none may start later.
 LATE_BOUND = 0.5
+# execute raises within about 2 s of a stop (typically under 1 s here); a run that waited for its
+# queued work would take about 50 s. The margin keeps a loaded CI machine from failing the test.
+RAISE_BOUND = 3.0
 
 
 def _uuid(i: int) -> str:
@@ -122,7 +125,7 @@ def test_on_kill_from_another_thread_stops_the_run(server: ChartMogulServer, tas
     raised_at = time.monotonic()
     killer.join()
 
-    assert raised_at - stopped["at"] < 2.0, "execute did not raise soon after on_kill"
+    assert raised_at - stopped["at"] < RAISE_BOUND, "execute did not raise soon after on_kill"
     report = caught.value.report
     assert "the task was stopped (on_kill)" in str(caught.value)
     check_partial_report(server, report, stopped["at"], None)
@@ -153,7 +156,7 @@ def test_execution_timeout_stops_the_run(server: ChartMogulServer, dead_letter_d
     raised_at = time.monotonic()
     timed_out_at = started + 2
 
-    assert raised_at - timed_out_at < 2.0, "the run waited for its queued work"
+    assert raised_at - timed_out_at < RAISE_BOUND, "the run waited for its queued work"
     report = json.loads(ti.xcom["return_value"])
     assert "AirflowTaskTimeout" in report["aborted"]
     check_partial_report(
