@@ -316,8 +316,10 @@ class RequestEngine:
     def _should_retry(self, retry_state: tenacity.RetryCallState) -> bool:
         outcome = retry_state.outcome
         exc = outcome.exception() if outcome is not None else None
-        if not isinstance(exc, _Retryable) or self._cancelled.is_set():
+        if not isinstance(exc, _Retryable):
             return False
+        if self._cancelled.is_set():
+            return True  # the wait ends at once and the next attempt is refused: the caller learns why
         call = self._call
         if call.attempts > self.settings.max_retries or (
             self._clock() - call.started >= self.settings.retry_budget
