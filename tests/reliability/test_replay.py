@@ -207,12 +207,19 @@ RERUN_CUSTOMERS = 200
 def faulty_server(
     chartmogul_server: ChartMogulServer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[ChartMogulServer]:
-    """10 % of requests faulted (1 % of each kind), retries that absorb them."""
+    """10 % of requests faulted (1 % of each kind), retries that absorb them. The timeout is 3 s
+    (a "slow" answer takes 4): the server runs in this process, and a whole 200-customer listing
+    page must fit in one attempt's deadline while the client's threads compete with it."""
     server = chartmogul_server
     monkeypatch.setenv(
         "AIRFLOW_CONN_CHARTMOGUL_DEFAULT",
         connection_json(
-            server, timeout=1, max_retries=8, retry_budget=8, max_requests_per_second=1000, max_connections=20
+            server,
+            timeout=3,
+            max_retries=8,
+            retry_budget=12,
+            max_requests_per_second=1000,
+            max_connections=20,
         ),
     )
     customers = []
@@ -221,7 +228,7 @@ def faulty_server(
             {"uuid": f"cus_rr_{i:03d}", "external_id": f"acct-{i}", "email": f"c{i}@example.com"}
         )
     server.add_customers(customers)
-    server.configure(faults={kind: 0.01 for kind in FAULT_KINDS}, slow_seconds=1.5, fault_seed=5)
+    server.configure(faults={kind: 0.01 for kind in FAULT_KINDS}, slow_seconds=4.0, fault_seed=5)
     yield server
     server.configure(slow_seconds=5.0, faults=None)
 
