@@ -114,6 +114,8 @@ def parse_timestamp(text: str) -> datetime:
         candidate = candidate[: -len(" UTC")]
     if not candidate or not candidate[0].isdigit():
         raise ValueError(text)
+    if candidate[-1] in "Zz":  # Python 3.10's fromisoformat knows only numeric offsets
+        candidate = candidate[:-1] + "+00:00"
     moment = datetime.fromisoformat(candidate)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
