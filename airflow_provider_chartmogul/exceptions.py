@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_provider_chartmogul._compat import AirflowException, AirflowFailException
 from airflow_provider_chartmogul.redaction import scrub
+from airflow_provider_chartmogul.version_compat import AirflowException, AirflowFailException
 
 
 def shorten(value: Any, limit: int = 60) -> str:

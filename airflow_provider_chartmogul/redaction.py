@@ -15,7 +15,7 @@ import re
 import threading
 from typing import Any
 
-from airflow_provider_chartmogul._compat import mask_secret
+from airflow_provider_chartmogul.version_compat import mask_secret
 
 __all__ = ["REPLACEMENT", "register_secret", "scrub", "scrub_value", "secret_forms"]
 

@@ -150,7 +150,7 @@ def test_legacy_connection_form_widgets_where_wtforms_exists() -> None:
 def test_verify_form_value_round_trips_to_the_hook(stored: object, expected: object) -> None:
     """What the form stores for ``verify`` (a string from the 3.2+ form or the legacy widget, a
     boolean from a JSON connection, null for a cleared field) is what the hook uses."""
-    from airflow_provider_chartmogul.settings import build_settings
+    from airflow_provider_chartmogul.client.settings import build_settings
 
     schema = get_provider_info()["connection-types"][0]["conn-fields"]["verify"]["schema"]
     if not isinstance(stored, bool):

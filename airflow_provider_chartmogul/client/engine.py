@@ -14,8 +14,11 @@ from typing import Any
 
 import tenacity
 
+from airflow_provider_chartmogul.client.error_body import error_message, shorten_text
 from airflow_provider_chartmogul.client.flow import CircuitBreaker, ConcurrencyLimit, RetryQuota
-from airflow_provider_chartmogul.error_body import error_message, shorten_text
+from airflow_provider_chartmogul.client.ratelimit import LimiterCancelled, RateLimiter
+from airflow_provider_chartmogul.client.settings import ClientSettings
+from airflow_provider_chartmogul.client.transport import Answer, NoAnswer, Transport
 from airflow_provider_chartmogul.exceptions import (
     ChartMogulAPIError,
     ChartMogulAuthError,
@@ -23,9 +26,6 @@ from airflow_provider_chartmogul.exceptions import (
     ChartMogulTLSError,
     ChartMogulUnavailableError,
 )
-from airflow_provider_chartmogul.ratelimit import LimiterCancelled, RateLimiter
-from airflow_provider_chartmogul.settings import ClientSettings
-from airflow_provider_chartmogul.transport import Answer, NoAnswer, Transport
 
 # Server failures: retried under the retry quota, and what the circuit breaker counts.
 FAILURE_STATUSES = frozenset({500, 502, 503, 504, 520, 524})

@@ -11,7 +11,6 @@ from urllib.parse import quote
 
 import requests
 
-from airflow_provider_chartmogul._compat import BaseHook
 from airflow_provider_chartmogul.attributes import (
     CustomAttribute,
     normalize_custom,
@@ -19,7 +18,8 @@ from airflow_provider_chartmogul.attributes import (
     validate_key,
 )
 from airflow_provider_chartmogul.client.engine import RequestEngine, RequestStats
-from airflow_provider_chartmogul.error_body import shorten_text
+from airflow_provider_chartmogul.client.error_body import shorten_text
+from airflow_provider_chartmogul.client.settings import ClientSettings, build_settings
 from airflow_provider_chartmogul.exceptions import (
     ChartMogulAPIError,
     ChartMogulCancelledError,
@@ -31,7 +31,7 @@ from airflow_provider_chartmogul.get_provider_info import (
     UI_FIELD_BEHAVIOUR,
 )
 from airflow_provider_chartmogul.redaction import register_secret
-from airflow_provider_chartmogul.settings import ClientSettings, build_settings
+from airflow_provider_chartmogul.version_compat import BaseHook
 
 JSON = Any
 MAX_PAGE_SIZE = 200

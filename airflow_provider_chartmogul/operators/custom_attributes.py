@@ -8,20 +8,15 @@ import math
 from collections.abc import Iterable, Mapping, Sequence, Sized
 from typing import TYPE_CHECKING, Any, get_args
 
-from airflow_provider_chartmogul._compat import (
-    AirflowException,
-    AirflowFailException,
-    BaseHook,
-    BaseOperator,
-    literal,
-)
-from airflow_provider_chartmogul.dead_letter import (
+from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
+from airflow_provider_chartmogul.push.dead_letter import (
     create_table_sql,
     validate_table_name,
     write_dead_letters,
 )
-from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
-from airflow_provider_chartmogul.push import (
+from airflow_provider_chartmogul.push.records import validate_attribute_types
+from airflow_provider_chartmogul.push.report import RunReport
+from airflow_provider_chartmogul.push.run import (
     Clear,
     CustomAttributesPusher,
     CustomerLookup,
@@ -29,9 +24,14 @@ from airflow_provider_chartmogul.push import (
     PushOptions,
     RunAborted,
 )
-from airflow_provider_chartmogul.records import validate_attribute_types
-from airflow_provider_chartmogul.report import RunReport
-from airflow_provider_chartmogul.sources import iter_customer_input, iter_sql_records
+from airflow_provider_chartmogul.push.sources import iter_customer_input, iter_sql_records
+from airflow_provider_chartmogul.version_compat import (
+    AirflowException,
+    AirflowFailException,
+    BaseHook,
+    BaseOperator,
+    literal,
+)
 
 if TYPE_CHECKING:
     try:
@@ -404,13 +404,13 @@ class AddCustomAttributesOperator(BaseOperator):
         header = f"{'customer':<48} {'key':<24} {'action':<9} detail"
         self.log.info("Dry run plan:\n%s\n%s%s", header, "\n".join(shown), extra)
 
-    # ---- OpenLineage (the ``openlineage`` extra; see airflow_provider_chartmogul.lineage) ----------
+    # ---- OpenLineage (the ``openlineage`` extra; see openlineage/lineage.py) ----------
 
     def get_openlineage_facets_on_start(self) -> OperatorLineage | None:
         """Inputs (the tables ``sql`` reads, or the upstream tasks ``customers`` comes from) and
         the ChartMogul customers as the output."""
         try:
-            from airflow_provider_chartmogul import lineage
+            from airflow_provider_chartmogul.openlineage import lineage
         except ImportError:
             self.log.debug("apache-airflow-providers-openlineage is not installed: no lineage")
             return None
@@ -419,7 +419,7 @@ class AddCustomAttributesOperator(BaseOperator):
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage | None:
         """As on start, plus a ``chartmogul`` run facet with the counts of the run's report."""
         try:
-            from airflow_provider_chartmogul import lineage
+            from airflow_provider_chartmogul.openlineage import lineage
         except ImportError:
             return None
         return lineage.lineage_on_complete(self, getattr(self, "_last_report", None))

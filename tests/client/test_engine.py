@@ -11,13 +11,13 @@ import pytest
 
 from airflow_provider_chartmogul.client.engine import RequestEngine, RequestStats, parse_retry_after
 from airflow_provider_chartmogul.client.flow import RetryQuota
+from airflow_provider_chartmogul.client.settings import ClientSettings
 from airflow_provider_chartmogul.exceptions import (
     ChartMogulAPIError,
     ChartMogulCancelledError,
     ChartMogulUnavailableError,
 )
 from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
-from airflow_provider_chartmogul.settings import ClientSettings
 from airflow_provider_chartmogul.testing.server import ChartMogulServer
 from tests.conftest import API_KEY, connection_json
 

@@ -12,13 +12,13 @@ import time
 import pytest
 
 from airflow_provider_chartmogul import __version__
+from airflow_provider_chartmogul.client.settings import ChartMogulConfigurationError
 from airflow_provider_chartmogul.exceptions import (
     ChartMogulAPIError,
     ChartMogulAuthError,
     ChartMogulValidationError,
 )
 from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
-from airflow_provider_chartmogul.settings import ChartMogulConfigurationError
 from airflow_provider_chartmogul.testing.server import ChartMogulServer
 from tests.conftest import API_KEY, READ_ONLY_KEY, connection_json
 

@@ -87,7 +87,7 @@ def test_inline_templates_render() -> None:
 
 
 def test_sql_file_template_renders(tmp_path) -> None:
-    from airflow_provider_chartmogul._compat import BaseOperator  # noqa: F401
+    from airflow_provider_chartmogul.version_compat import BaseOperator  # noqa: F401
 
     try:
         from airflow.sdk import DAG

@@ -13,12 +13,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from airflow_provider_chartmogul._compat import AirflowFailException
 from airflow_provider_chartmogul.operators.custom_attributes import (
     AddCustomAttributesOperator,
     CustomAttributesPushError,
 )
 from airflow_provider_chartmogul.testing.server import ChartMogulServer
+from airflow_provider_chartmogul.version_compat import AirflowFailException
 from tests.conftest import connection_json
 
 try:

@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_chartmogul.ratelimit import RateLimiter
+from airflow_provider_chartmogul.client.ratelimit import RateLimiter
 from airflow_provider_chartmogul.testing.process import ServerProcess
 from airflow_provider_chartmogul.testing.server import FAULT_KINDS
 from tests.conftest import API_KEY

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_chartmogul.records import parse_record
-from airflow_provider_chartmogul.report import failed_records
+from airflow_provider_chartmogul.push.records import parse_record
+from airflow_provider_chartmogul.push.report import failed_records
 from airflow_provider_chartmogul.testing.server import FAULT_KINDS, ChartMogulServer
 from tests.conftest import connection_json
 from tests.postgres import airflow_connection_json

@@ -21,10 +21,10 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from airflow_provider_chartmogul.client.settings import ChartMogulConfigurationError
 from airflow_provider_chartmogul.exceptions import ChartMogulAPIError, ChartMogulTLSError
 from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
 from airflow_provider_chartmogul.operators.custom_attributes import AddCustomAttributesOperator
-from airflow_provider_chartmogul.settings import ChartMogulConfigurationError
 from airflow_provider_chartmogul.testing.server import FAULT_KINDS, ChartMogulServer
 from tests.conftest import API_KEY, READ_ONLY_KEY, connection_json
 from tests.hooks.test_chartmogul import FAKE_KEY
@@ -664,8 +664,8 @@ def test_redact_masks_the_basic_token_and_header_too(
 def test_a_refused_certificate_fails_without_airflow_retries(
     certificates: Certificates, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow_provider_chartmogul._compat import AirflowFailException
     from airflow_provider_chartmogul.operators.custom_attributes import CustomAttributesPushError
+    from airflow_provider_chartmogul.version_compat import AirflowFailException
 
     records = [{"customer_uuid": "cus_1", "custom": [{"type": "Integer", "key": "seats", "value": 1}]}]
     with HTTPSServer(certificates.self_signed, certificates.self_signed_key) as server:
@@ -684,8 +684,8 @@ def test_a_refused_certificate_fails_without_airflow_retries(
 def test_a_refused_key_at_the_hook_fails_without_airflow_retries(
     chartmogul_server: ChartMogulServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow_provider_chartmogul._compat import AirflowFailException
     from airflow_provider_chartmogul.exceptions import ChartMogulAuthError
+    from airflow_provider_chartmogul.version_compat import AirflowFailException
 
     monkeypatch.setenv("AIRFLOW_CONN_REVOKED", connection_json(chartmogul_server, api_key=WRONG_KEY))
     with pytest.raises(ChartMogulAuthError) as info:

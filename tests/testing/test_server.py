@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_provider_chartmogul.testing._server_store import encode_cursor
 from airflow_provider_chartmogul.testing.server import ChartMogulServer, RequestRecord
+from airflow_provider_chartmogul.testing.server.state import encode_cursor
 
 SEED_UUID = "cus_de305d54-75b4-431b-adb2-eb6b9e546012"
 SEED_BODY: dict[str, Any] = {

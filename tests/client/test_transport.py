@@ -12,10 +12,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from airflow_provider_chartmogul.client.transport import Answer
 from airflow_provider_chartmogul.exceptions import ChartMogulAPIError
 from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
 from airflow_provider_chartmogul.testing.server import ChartMogulServer
-from airflow_provider_chartmogul.transport import Answer
 from tests.conftest import API_KEY, connection_json
 
 CUSTOM = [{"type": "String", "key": "channel", "value": "Facebook", "source": "integration"}]

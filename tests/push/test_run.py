@@ -69,7 +69,7 @@ def test_progress_is_logged_on_long_runs(
     import logging
 
     from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
-    from airflow_provider_chartmogul.push import CustomAttributesPusher, PushOptions
+    from airflow_provider_chartmogul.push.run import CustomAttributesPusher, PushOptions
 
     log = logging.getLogger("test.push.progress")
     caplog.set_level(logging.INFO, logger=log.name)

@@ -18,8 +18,8 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_chartmogul.exceptions import ChartMogulAPIError
-from airflow_provider_chartmogul.plan import ObservedTypes
-from airflow_provider_chartmogul.records import CustomerRecord
+from airflow_provider_chartmogul.push.plan import ObservedTypes
+from airflow_provider_chartmogul.push.records import CustomerRecord
 
 if TYPE_CHECKING:
     from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook

@@ -14,8 +14,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from airflow_provider_chartmogul._compat import BaseHook
 from airflow_provider_chartmogul.redaction import scrub
+from airflow_provider_chartmogul.version_compat import BaseHook
 
 DEAD_LETTER_COLUMNS = (
     "dag_id",

@@ -184,7 +184,7 @@ def test_without_the_openlineage_provider_there_is_no_lineage_and_the_push_still
     uuid = chartmogul_conn.add_customer(external_id="acct-9")["uuid"]
     for name in [m for m in sys.modules if m.startswith("airflow.providers.openlineage")]:
         monkeypatch.delitem(sys.modules, name)
-    monkeypatch.delitem(sys.modules, "airflow_provider_chartmogul.lineage", raising=False)
+    monkeypatch.delitem(sys.modules, "airflow_provider_chartmogul.openlineage.lineage", raising=False)
     monkeypatch.delattr(airflow_provider_chartmogul, "lineage", raising=False)
     monkeypatch.setitem(sys.modules, "airflow.providers.openlineage", None)  # import raises ImportError
     op = AddCustomAttributesOperator(

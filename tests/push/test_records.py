@@ -1,4 +1,4 @@
-"""Tests of customer records and SQL rows -> records (``airflow_provider_chartmogul.records``)."""
+"""Tests of customer records and SQL rows -> records (``airflow_provider_chartmogul.push.records``)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 
 from airflow_provider_chartmogul.attributes import CustomAttribute
 from airflow_provider_chartmogul.exceptions import ChartMogulValidationError
-from airflow_provider_chartmogul.records import (
+from airflow_provider_chartmogul.push.records import (
     IDENTIFIER_FIELDS,
     CustomerRecord,
     RowError,

@@ -22,7 +22,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from airflow_provider_chartmogul.records import CustomerRecord
+from airflow_provider_chartmogul.push.records import CustomerRecord
 
 
 @dataclass(eq=False, slots=True)

@@ -2,10 +2,10 @@
 
 Customers named by ``customer_uuid`` are known at once. Others are looked up one by one (a
 request each) or found in the customer listing, read in a thread of its own while records are
-written (:mod:`airflow_provider_chartmogul.listing`); with ``customer_lookup="auto"`` records
+written (:mod:`airflow_provider_chartmogul.push.listing`); with ``customer_lookup="auto"`` records
 that need a lookup are held until more than ``listing_threshold`` of them arrive (then the
 listing is read) or the input ends (then each is looked up). Which record may be written when is
-:mod:`airflow_provider_chartmogul.schedule`'s business.
+:mod:`airflow_provider_chartmogul.push.schedule`'s business.
 """
 
 from __future__ import annotations
@@ -15,16 +15,21 @@ import queue
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_provider_chartmogul.exceptions import ChartMogulCancelledError, ChartMogulFatalError
-from airflow_provider_chartmogul.listing import ListingReader
-from airflow_provider_chartmogul.plan import ObservedTypes
-from airflow_provider_chartmogul.records import CustomerRecord
-from airflow_provider_chartmogul.report import Outcome
-from airflow_provider_chartmogul.resolve import CustomerDirectory, CustomerResolver, ResolutionError, _ids
-from airflow_provider_chartmogul.schedule import CustomerOrder, Entry
+from airflow_provider_chartmogul.push.listing import ListingReader
+from airflow_provider_chartmogul.push.plan import ObservedTypes
+from airflow_provider_chartmogul.push.records import CustomerRecord
+from airflow_provider_chartmogul.push.report import Outcome
+from airflow_provider_chartmogul.push.resolve import (
+    CustomerDirectory,
+    CustomerResolver,
+    ResolutionError,
+    _ids,
+)
+from airflow_provider_chartmogul.push.schedule import CustomerOrder, Entry
 
 if TYPE_CHECKING:
     from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
-    from airflow_provider_chartmogul.push import PushOptions
+    from airflow_provider_chartmogul.push.run import PushOptions
 
 Strategy = Literal["undecided", "per_customer", "listing"]
 

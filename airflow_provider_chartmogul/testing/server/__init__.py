@@ -183,7 +183,7 @@ from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from airflow_provider_chartmogul.testing._server_store import (
+from airflow_provider_chartmogul.testing.server.state import (
     ATTRIBUTE_TYPES,
     DEFAULT_DATA_SOURCE_UUID,
     AccountStore,
@@ -193,7 +193,7 @@ from airflow_provider_chartmogul.testing._server_store import (
     validate_key,
     validate_type,
 )
-from airflow_provider_chartmogul.testing._trickle import TRICKLE_BODY, Trickle, send_trickled
+from airflow_provider_chartmogul.testing.server.trickle import TRICKLE_BODY, Trickle, send_trickled
 
 __all__ = [
     "ATTRIBUTE_TYPES",
@@ -1589,7 +1589,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         server.stop()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

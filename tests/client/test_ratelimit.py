@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from airflow_provider_chartmogul.ratelimit import WINDOW_MARGIN, LimiterCancelled, RateLimiter
+from airflow_provider_chartmogul.client.ratelimit import WINDOW_MARGIN, LimiterCancelled, RateLimiter
 
 
 class FakeClock:

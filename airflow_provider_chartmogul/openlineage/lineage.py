@@ -23,8 +23,8 @@ from attrs import define, field
 from openlineage.client.event_v2 import Dataset
 from openlineage.client.facet_v2 import RunFacet
 
-from airflow_provider_chartmogul._compat import BaseHook
-from airflow_provider_chartmogul.settings import normalize_base_url
+from airflow_provider_chartmogul.client.settings import normalize_base_url
+from airflow_provider_chartmogul.version_compat import BaseHook
 
 if TYPE_CHECKING:
     from airflow_provider_chartmogul.operators.custom_attributes import AddCustomAttributesOperator

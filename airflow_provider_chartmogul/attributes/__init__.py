@@ -87,8 +87,8 @@ from typing import Any
 
 import pendulum
 
+from airflow_provider_chartmogul.attributes.text import surrogate_problem
 from airflow_provider_chartmogul.exceptions import ChartMogulValidationError, shorten
-from airflow_provider_chartmogul.textcheck import surrogate_problem
 
 __all__ = [
     "ATTRIBUTE_FIELDS",

@@ -61,8 +61,8 @@ from airflow_provider_chartmogul.attributes import (
     validate_customer_uuid,
     validate_key,
 )
+from airflow_provider_chartmogul.attributes.text import surrogate_problem
 from airflow_provider_chartmogul.exceptions import ChartMogulValidationError, shorten
-from airflow_provider_chartmogul.textcheck import surrogate_problem
 
 __all__ = [
     "IDENTIFIER_FIELDS",

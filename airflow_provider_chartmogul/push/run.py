@@ -24,13 +24,13 @@ from airflow_provider_chartmogul.exceptions import (
     ChartMogulFatalError,
     ChartMogulValidationError,
 )
-from airflow_provider_chartmogul.intake import CustomerIntake, Strategy
-from airflow_provider_chartmogul.listing import ListingReader
-from airflow_provider_chartmogul.plan import ObservedTypes, find_conflicts, plan_add, plan_sync
-from airflow_provider_chartmogul.records import CustomerRecord, RowError, describe_record, parse_record
-from airflow_provider_chartmogul.report import Outcome, RunReport
-from airflow_provider_chartmogul.resolve import CustomerResolver, ResolutionError
-from airflow_provider_chartmogul.schedule import CustomerOrder, Entry
+from airflow_provider_chartmogul.push.intake import CustomerIntake, Strategy
+from airflow_provider_chartmogul.push.listing import ListingReader
+from airflow_provider_chartmogul.push.plan import ObservedTypes, find_conflicts, plan_add, plan_sync
+from airflow_provider_chartmogul.push.records import CustomerRecord, RowError, describe_record, parse_record
+from airflow_provider_chartmogul.push.report import Outcome, RunReport
+from airflow_provider_chartmogul.push.resolve import CustomerResolver, ResolutionError
+from airflow_provider_chartmogul.push.schedule import CustomerOrder, Entry
 
 if TYPE_CHECKING:
     from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
@@ -75,7 +75,7 @@ MAX_WAITING = 10_000
 
 class CustomAttributesPusher(CustomerIntake):
     """Runs records through parse → resolve → (read state →) plan → write, concurrently, keeping
-    each customer's writes in input order (:mod:`airflow_provider_chartmogul.schedule`)."""
+    each customer's writes in input order (:mod:`airflow_provider_chartmogul.push.schedule`)."""
 
     def __init__(self, hook: ChartMogulHook, options: PushOptions, log: logging.Logger | None = None) -> None:
         self.hook = hook

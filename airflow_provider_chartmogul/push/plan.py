@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_chartmogul.attributes import CustomAttribute, type_of_stored_value, values_equal
-from airflow_provider_chartmogul.report import Change
+from airflow_provider_chartmogul.push.report import Change
 
 # Which stored types a value of our type can sit on without a conflict. JSON cannot tell an
 # Integer from an integral Decimal, nor a String holding an ISO date from a Timestamp, so those

@@ -25,7 +25,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from airflow_provider_chartmogul import __version__
-from airflow_provider_chartmogul.settings import ClientSettings
+from airflow_provider_chartmogul.client.settings import ClientSettings
 
 _CHUNK = 64 * 1024
 
