@@ -62,6 +62,14 @@ class ChartMogulValidationError(ValueError):
         return f"{where}: {self.rule}" if where else self.rule
 
 
+class ChartMogulConfigurationError(AirflowException):
+    """The ``chartmogul`` connection (or a hook/operator override) is unusable as configured."""
+
+
+class ChartMogulSourceError(AirflowException):
+    """The operator's input cannot be read as customer records at all."""
+
+
 class ChartMogulAPIError(AirflowException):
     """ChartMogul answered with an error, or could not be reached.
 
@@ -157,3 +165,16 @@ class ChartMogulCancelledError(ChartMogulFatalError):
 
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 524})
+
+
+class CustomAttributesPushError(AirflowException):
+    """More customers failed than ``max_failures`` allows; ``report`` lists every one of them."""
+
+    def __init__(self, message: str, report: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class CustomAttributesFatalError(CustomAttributesPushError, AirflowFailException):
+    """The run stopped on a 401, a 403 or a refused TLS certificate. An ``AirflowFailException``,
+    so Airflow does not retry the task: a retry cannot succeed until the connection is fixed."""

@@ -172,10 +172,10 @@ def _wait_for_go(spec: dict[str, Any]) -> None:
 def provider(spec: dict[str, Any]) -> dict[str, Any]:
     """The operator at the settings in ``spec['operator']`` (the defaults when it is empty)."""
     started = time.perf_counter()
+    from airflow_provider_chartmogul.exceptions import CustomAttributesPushError
     from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
     from airflow_provider_chartmogul.operators.custom_attributes import (
         AddCustomAttributesOperator,
-        CustomAttributesPushError,
     )
 
     import_seconds = time.perf_counter() - started

@@ -11,12 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from airflow_provider_chartmogul.exceptions import ChartMogulConfigurationError
 from airflow_provider_chartmogul.get_provider_info import CONNECTION_EXTRA_FIELDS, DEFAULT_BASE_URL
-from airflow_provider_chartmogul.version_compat import AirflowException
-
-
-class ChartMogulConfigurationError(AirflowException):
-    """The ``chartmogul`` connection (or a hook/operator override) is unusable as configured."""
 
 
 def _default(name: str) -> Any:

@@ -8,6 +8,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence, Sized
 from typing import TYPE_CHECKING, Any, get_args
 
+from airflow_provider_chartmogul.exceptions import CustomAttributesFatalError, CustomAttributesPushError
 from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
 from airflow_provider_chartmogul.push.dead_letter import (
     create_table_sql,
@@ -26,7 +27,6 @@ from airflow_provider_chartmogul.push.run import (
 )
 from airflow_provider_chartmogul.push.sources import iter_customer_input, iter_sql_records
 from airflow_provider_chartmogul.version_compat import (
-    AirflowException,
     AirflowFailException,
     BaseHook,
     BaseOperator,
@@ -42,19 +42,6 @@ if TYPE_CHECKING:
 
 _FAILURES_NAMED = 5
 _PLAN_LINES_LOGGED = 200
-
-
-class CustomAttributesPushError(AirflowException):
-    """More customers failed than ``max_failures`` allows; ``report`` lists every one of them."""
-
-    def __init__(self, message: str, report: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.report = report
-
-
-class CustomAttributesFatalError(CustomAttributesPushError, AirflowFailException):
-    """The run stopped on a 401, a 403 or a refused TLS certificate. An ``AirflowFailException``,
-    so Airflow does not retry the task: a retry cannot succeed until the connection is fixed."""
 
 
 def push_error(

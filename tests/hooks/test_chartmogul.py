@@ -12,10 +12,10 @@ import time
 import pytest
 
 from airflow_provider_chartmogul import __version__
-from airflow_provider_chartmogul.client.settings import ChartMogulConfigurationError
 from airflow_provider_chartmogul.exceptions import (
     ChartMogulAPIError,
     ChartMogulAuthError,
+    ChartMogulConfigurationError,
     ChartMogulValidationError,
 )
 from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook

@@ -10,9 +10,9 @@ from decimal import Decimal
 
 import pytest
 
+from airflow_provider_chartmogul.exceptions import CustomAttributesPushError
 from airflow_provider_chartmogul.operators.custom_attributes import (
     AddCustomAttributesOperator,
-    CustomAttributesPushError,
 )
 from airflow_provider_chartmogul.testing.server import ChartMogulServer
 from tests.conftest import connection_json

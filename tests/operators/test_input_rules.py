@@ -13,9 +13,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from airflow_provider_chartmogul.exceptions import CustomAttributesPushError
 from airflow_provider_chartmogul.operators.custom_attributes import (
     AddCustomAttributesOperator,
-    CustomAttributesPushError,
 )
 from airflow_provider_chartmogul.testing.server import ChartMogulServer
 from airflow_provider_chartmogul.version_compat import AirflowFailException

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_chartmogul.exceptions import CustomAttributesPushError
 from airflow_provider_chartmogul.operators.custom_attributes import (
     AddCustomAttributesOperator,
-    CustomAttributesPushError,
 )
 from airflow_provider_chartmogul.testing.server import ChartMogulServer
 from tests.conftest import connection_json

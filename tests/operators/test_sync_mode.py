@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from airflow_provider_chartmogul.exceptions import CustomAttributesPushError
 from airflow_provider_chartmogul.operators.custom_attributes import (
     AddCustomAttributesOperator,
-    CustomAttributesPushError,
 )
 from airflow_provider_chartmogul.testing.server import ChartMogulServer
 

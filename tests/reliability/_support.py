@@ -10,9 +10,9 @@ import traceback
 from collections.abc import Iterator
 from typing import Any
 
+from airflow_provider_chartmogul.exceptions import CustomAttributesPushError
 from airflow_provider_chartmogul.operators.custom_attributes import (
     AddCustomAttributesOperator,
-    CustomAttributesPushError,
 )
 
 CUSTOM_PATH = "/v1/customers/{}/attributes/custom"

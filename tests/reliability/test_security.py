@@ -21,8 +21,11 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from airflow_provider_chartmogul.client.settings import ChartMogulConfigurationError
-from airflow_provider_chartmogul.exceptions import ChartMogulAPIError, ChartMogulTLSError
+from airflow_provider_chartmogul.exceptions import (
+    ChartMogulAPIError,
+    ChartMogulConfigurationError,
+    ChartMogulTLSError,
+)
 from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
 from airflow_provider_chartmogul.operators.custom_attributes import AddCustomAttributesOperator
 from airflow_provider_chartmogul.testing.server import FAULT_KINDS, ChartMogulServer
@@ -547,7 +550,7 @@ def test_path_helper_is_what_the_server_logs() -> None:
 def test_a_refused_certificate_stops_a_run_at_once(
     certificates: Certificates, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow_provider_chartmogul.operators.custom_attributes import CustomAttributesPushError
+    from airflow_provider_chartmogul.exceptions import CustomAttributesPushError
 
     with HTTPSServer(certificates.self_signed, certificates.self_signed_key) as server:
         _tls_hook(monkeypatch, server.url)
@@ -664,7 +667,7 @@ def test_redact_masks_the_basic_token_and_header_too(
 def test_a_refused_certificate_fails_without_airflow_retries(
     certificates: Certificates, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow_provider_chartmogul.operators.custom_attributes import CustomAttributesPushError
+    from airflow_provider_chartmogul.exceptions import CustomAttributesPushError
     from airflow_provider_chartmogul.version_compat import AirflowFailException
 
     records = [{"customer_uuid": "cus_1", "custom": [{"type": "Integer", "key": "seats", "value": 1}]}]
