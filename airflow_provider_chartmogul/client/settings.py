@@ -7,6 +7,7 @@ value is cast here, with an error naming the connection field when it cannot be.
 from __future__ import annotations
 
 import ipaddress
+import math
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -119,6 +120,28 @@ _TYPES: dict[str, type] = {
     "max_requests_per_second": float,
     "max_connections": int,
 }
+
+
+def check_override(name: str, value: Any) -> Any:
+    """A hook or operator argument that overrides the connection's extra ``name``, range-checked
+    against the same schema as the connection form; ``None`` keeps the connection's value.
+
+    :raises ValueError: naming the argument, when ``value`` is not a number of the right kind or
+        lies outside the form's range.
+    """
+    if value is None:
+        return None
+    kind = _TYPES[name]
+    schema = CONNECTION_EXTRA_FIELDS[name]["schema"]
+    low, high = schema.get("minimum"), schema.get("maximum")
+    number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    whole = number and float(value).is_integer()
+    in_range = number and (low is None or value >= low) and (high is None or value <= high)
+    if not (in_range and (whole or kind is float)):
+        what = "a finite number" if kind is float else "a whole number"
+        bounds = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be {what} {bounds}, got {value!r}")
+    return kind(value)
 
 
 def build_settings(

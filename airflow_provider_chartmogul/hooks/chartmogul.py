@@ -19,7 +19,7 @@ from airflow_provider_chartmogul.attributes import (
 )
 from airflow_provider_chartmogul.client.engine import RequestEngine, RequestStats
 from airflow_provider_chartmogul.client.error_body import shorten_text
-from airflow_provider_chartmogul.client.settings import ClientSettings, build_settings
+from airflow_provider_chartmogul.client.settings import ClientSettings, build_settings, check_override
 from airflow_provider_chartmogul.exceptions import (
     ChartMogulAPIError,
     ChartMogulCancelledError,
@@ -79,13 +79,14 @@ class ChartMogulHook(BaseHook):
     ) -> None:
         super().__init__()
         self.chartmogul_conn_id = chartmogul_conn_id
-        self._overrides = {
+        overrides = {
             "timeout": timeout,
             "max_retries": max_retries,
             "retry_budget": retry_budget,
             "max_requests_per_second": max_requests_per_second,
             "max_connections": max_connections,
         }
+        self._overrides = {name: check_override(name, value) for name, value in overrides.items()}
         self._settings: ClientSettings | None = None
         self._engine: RequestEngine | None = None
         self._setup_lock = threading.Lock()

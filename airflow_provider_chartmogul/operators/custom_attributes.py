@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import ast
 import json
-import math
 from collections.abc import Iterable, Mapping, Sequence, Sized
 from typing import TYPE_CHECKING, Any, get_args
 
+from airflow_provider_chartmogul.client.settings import check_override
 from airflow_provider_chartmogul.exceptions import CustomAttributesFatalError, CustomAttributesPushError
 from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
 from airflow_provider_chartmogul.push.dead_letter import (
@@ -53,12 +53,6 @@ def push_error(
     return CustomAttributesPushError(message, report)
 
 
-def _positive_finite(value: Any) -> bool:
-    return (
-        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-    )
-
-
 def _as_template_or_data(customers: Any) -> Any:
     """``customers`` as Airflow should render it: records are data, never Jinja templates.
 
@@ -92,6 +86,11 @@ def _holds_records(text: str) -> bool:
 def _choice(name: str, value: Any, allowed: tuple[Any, ...]) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+
+
+def _whole_number(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
 
 
 class AddCustomAttributesOperator(BaseOperator):
@@ -186,20 +185,14 @@ class AddCustomAttributesOperator(BaseOperator):
         _choice("customer_lookup", customer_lookup, get_args(CustomerLookup))
         if clear == "remove" and mode != "sync":
             raise ValueError("clear='remove' needs mode='sync' (add mode never removes attributes)")
-        if isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < 0:
-            raise ValueError(f"max_failures must be a whole number >= 0, got {max_failures!r}")
-        if isinstance(fetch_size, bool) or not isinstance(fetch_size, int) or fetch_size < 1:
-            raise ValueError(f"fetch_size must be a whole number >= 1, got {fetch_size!r}")
-        if not isinstance(listing_threshold, int) or listing_threshold < 0:
-            raise ValueError(f"listing_threshold must be a whole number >= 0, got {listing_threshold!r}")
-        if max_requests_per_second is not None and not _positive_finite(max_requests_per_second):
-            raise ValueError(
-                f"max_requests_per_second must be a finite number > 0, got {max_requests_per_second!r}"
-            )
+        _whole_number("max_failures", max_failures, 0)
+        _whole_number("fetch_size", fetch_size, 1)
+        _whole_number("listing_threshold", listing_threshold, 0)
         if not isinstance(dry_run, bool):
             raise ValueError(f"dry_run must be True or False, got {dry_run!r} ({type(dry_run).__name__})")
-        if max_connections is not None and not 1 <= max_connections <= 20:
-            raise ValueError(f"max_connections must be between 1 and 20, got {max_connections!r}")
+        # The hook's own check, run here so that a bad value fails when the DAG is parsed.
+        check_override("max_requests_per_second", max_requests_per_second)
+        check_override("max_connections", max_connections)
         if (dead_letter_conn_id is None) != (dead_letter_table is None):
             raise ValueError("dead_letter_conn_id and dead_letter_table go together")
         if dead_letter_table is not None:

@@ -103,6 +103,11 @@ def test_literal_records_execute_without_rendering(server: ChartMogulServer) -> 
         ({"max_requests_per_second": float("nan")}, "max_requests_per_second must be a finite number"),
         ({"max_requests_per_second": "10"}, "max_requests_per_second must be a finite number"),
         ({"max_requests_per_second": True}, "max_requests_per_second must be a finite number"),
+        ({"max_requests_per_second": 0.05}, "max_requests_per_second must be a finite number >= 0.1"),
+        ({"max_connections": 21}, "max_connections must be a whole number between 1 and 20, got 21"),
+        ({"max_connections": 2.5}, "max_connections must be a whole number between 1 and 20, got 2.5"),
+        ({"fetch_size": 0}, "fetch_size must be a whole number >= 1, got 0"),
+        ({"listing_threshold": True}, "listing_threshold must be a whole number >= 0, got True"),
     ],
 )
 def test_bad_argument_types_fail_at_dag_parse_time(kwargs: dict[str, Any], words: str) -> None:
