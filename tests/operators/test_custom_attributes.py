@@ -67,11 +67,6 @@ def test_bad_arguments_fail_at_dag_parse_time(kwargs: dict, words: str) -> None:
         AddCustomAttributesOperator(task_id="push", **kwargs)
 
 
-def test_templating_declared() -> None:
-    assert set(AddCustomAttributesOperator.template_fields) == {"customers", "sql", "parameters", "source"}
-    assert AddCustomAttributesOperator.template_ext == (".sql",)
-
-
 def test_inline_templates_render() -> None:
     op = AddCustomAttributesOperator(
         task_id="push",

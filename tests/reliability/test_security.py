@@ -32,7 +32,6 @@ from airflow_provider_chartmogul.testing.server import FAULT_KINDS, ChartMogulSe
 from tests.conftest import API_KEY, READ_ONLY_KEY, connection_json
 from tests.hooks.test_chartmogul import FAKE_KEY
 from tests.reliability._support import (
-    CUSTOM_PATH,
     RecordingTI,
     exception_texts,
     redact,
@@ -540,11 +539,6 @@ def test_malformed_html_error_body_is_read_in_bounded_time(
         ChartMogulHook().add_custom_attributes(uuid, [{"type": "String", "key": "plan", "value": "x"}])
     assert time.monotonic() - started < 3
     assert len(str(info.value)) < 1000
-
-
-def test_path_helper_is_what_the_server_logs() -> None:
-    # CUSTOM_PATH is the path the tests compare with; keep it the hook's own.
-    assert CUSTOM_PATH.format("cus_1") == ChartMogulHook._customer_path("cus_1", "/attributes/custom")
 
 
 def test_a_refused_certificate_stops_a_run_at_once(
