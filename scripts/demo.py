@@ -38,6 +38,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_chartmogul.testing.dag_runs import task_xcom
+
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / ".demo"
 AIRFLOW_HOME = DEMO / "airflow"
@@ -269,7 +271,7 @@ def run_dag_child(dag_id: str, output: Path) -> int:
         "run_id": run.run_id,
         "state": state_name(run.state),
         "tasks": {ti.task_id: state_name(ti.state) for ti in run.get_task_instances()},
-        "report": read_xcom(run, TASK_ID),
+        "report": task_xcom(run, TASK_ID),
     }
     output.write_text(json.dumps(outcome, indent=1, default=str), encoding="utf-8")
     return 0
@@ -277,29 +279,6 @@ def run_dag_child(dag_id: str, output: Path) -> int:
 
 def state_name(state: Any) -> str:
     return str(getattr(state, "value", state))
-
-
-def read_xcom(run: Any, task_id: str) -> Any:
-    """The task's ``return_value`` XCom in ``run``, from the metadata database (None if absent)."""
-    from sqlalchemy import select
-
-    try:  # Airflow 3
-        from airflow.models.xcom import XComModel as XCom
-    except ImportError:  # Airflow 2
-        from airflow.models.xcom import XCom  # type: ignore[no-redef]
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = session.scalars(
-            select(XCom).where(
-                XCom.dag_id == run.dag_id,
-                XCom.run_id == run.run_id,
-                XCom.task_id == task_id,
-                XCom.map_index == -1,
-                XCom.key == "return_value",
-            )
-        ).one_or_none()
-        return None if row is None else XCom.deserialize_value(row)
 
 
 # ---- step 5: the report ------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_chartmogul.testing.dag_runs import task_xcom
 from airflow_provider_chartmogul.testing.server import ChartMogulServer
 
 try:  # Airflow >= 3.1
@@ -162,27 +163,10 @@ def task_states(run: Any) -> dict[tuple[str, int], str]:
 
 
 def xcom(run: Any, task_id: str, map_index: int = -1) -> Any:
-    """The ``return_value`` XCom of one task instance of ``run``, read from the metadata DB."""
-    from sqlalchemy import select
-
-    try:  # Airflow 3
-        from airflow.models.xcom import XComModel as XCom
-    except ImportError:  # Airflow 2
-        from airflow.models.xcom import XCom  # type: ignore[no-redef]
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = session.scalars(
-            select(XCom).where(
-                XCom.dag_id == run.dag_id,
-                XCom.run_id == run.run_id,
-                XCom.task_id == task_id,
-                XCom.map_index == map_index,
-                XCom.key == "return_value",
-            )
-        ).one_or_none()
-        assert row is not None, f"no XCom from {task_id}[{map_index}] in {run.run_id}"
-        return XCom.deserialize_value(row)
+    """The ``return_value`` XCom of one task instance of ``run``; fails the test when there is none."""
+    value = task_xcom(run, task_id, map_index=map_index)
+    assert value is not None, f"no XCom from {task_id}[{map_index}] in {run.run_id}"
+    return value
 
 
 def writes(server: ChartMogulServer) -> list[Any]:
