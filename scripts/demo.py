@@ -6,7 +6,8 @@ What it does, all under ``.demo/`` (git-ignored, safe to delete):
    mix of plans, seats, CAC, a pro flag and conversion dates, a few NULLs, one customer on 0 seats
    (left out by the query's ``min_seats`` param) and one row with a bad value (a 300-character
    segment, which ChartMogul refuses);
-2. starts ``python -m airflow_provider_chartmogul.testing.server`` seeded with those customers;
+2. starts ``python -m airflow_provider_chartmogul.testing.server`` seeded with those customers
+   (through ``testing.process.ServerProcess``; its log goes to ``.demo/chartmogul-server.log``);
 3. migrates an Airflow metadata database in ``.demo/airflow`` (first run only);
 4. runs ``example_dags/chartmogul_attributes_from_sql.py`` with ``dag.test()`` in a subprocess
    (Airflow's own output goes to ``.demo/dag-run.log``; the DAG run, its task states and the
@@ -31,14 +32,13 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from airflow_provider_chartmogul.testing.dag_runs import task_xcom
+from airflow_provider_chartmogul.testing.process import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / ".demo"
@@ -48,13 +48,13 @@ SEED_FILE = DEMO / "chartmogul-customers.json"
 RUN_LOG = DEMO / "dag-run.log"
 RUN_RESULT = DEMO / "dag-run.json"
 MIGRATE_LOG = DEMO / "db-migrate.log"
+SERVER_LOG = DEMO / "chartmogul-server.log"
 MIGRATED_STAMP = AIRFLOW_HOME / ".migrated"
 
 DAG_ID = "chartmogul_attributes_from_sql"
 TASK_ID = "sync_customer_attributes"
 MIN_SEATS = 1  # the DAG's "min_seats" param default, used by sql/customer_attributes.sql
 API_KEY = "sk_demo_local_only_0123456789"  # only known to the local server started below
-LISTENING = re.compile(r"listening on (http://\S+)")
 
 # (external_id, company, plan_tier, seats, cac, is_pro, converted_at, segment)
 TOO_LONG_SEGMENT = "Mid-market retail chain; " * 12  # 300 characters: over ChartMogul's 255
@@ -128,63 +128,6 @@ def write_seed_file(path: Path) -> None:
 
 def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-
-
-# ---- step 2: the ChartMogul-compatible server -----------------------------------------------------------
-
-
-class LocalChartMogul:
-    """The project's server as a subprocess (``--port 0``); ``url`` is parsed from its one line."""
-
-    def __init__(self, seed: Path) -> None:
-        self.seed = seed
-        self.process: subprocess.Popen[str] | None = None
-        self.url = ""
-
-    def start(self, timeout: float = 30.0) -> None:
-        command = [
-            sys.executable,
-            "-m",
-            "airflow_provider_chartmogul.testing.server",
-            "--port",
-            "0",
-            "--api-key",
-            API_KEY,
-            "--seed",
-            str(self.seed),
-            "--rate-limit",
-            "40",  # ChartMogul's limits per account
-            "--max-parallel",
-            "20",
-            "--quiet",
-        ]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        first_line: list[str] = []
-        reader = threading.Thread(
-            target=lambda: first_line.append(self.process.stdout.readline()), daemon=True
-        )
-        reader.start()
-        reader.join(timeout)
-        match = LISTENING.search(first_line[0]) if first_line else None
-        if match is None:
-            self.stop()
-            raise RuntimeError(f"the ChartMogul-compatible server did not start: {first_line or 'no output'}")
-        self.url = match.group(1)
-
-    def admin(self, name: str) -> Any:
-        """GET ``/_testing/<name>`` (the server's inspection endpoints, loopback only)."""
-        with urllib.request.urlopen(f"{self.url}/_testing/{name}", timeout=10) as answer:
-            return json.load(answer)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 # ---- steps 3 and 4: Airflow --------------------------------------------------------------------------
@@ -314,9 +257,9 @@ def show_value(value: Any) -> str:
     return str(value)
 
 
-def customer_table(server: LocalChartMogul, report: dict[str, Any]) -> tuple[list[list[str]], list[str]]:
+def customer_table(server: ServerProcess, report: dict[str, Any]) -> tuple[list[list[str]], list[str]]:
     """One row per sample customer, and the differences from what was expected (empty: all good)."""
-    held = {c["external_id"]: c["attributes"]["custom"] for c in server.admin("customers")}
+    held = {c["external_id"]: c["attributes"]["custom"] for c in server.admin("GET", "customers")}
     failures = {
         (failure.get("record") or {}).get("external_id"): failure for failure in report.get("failures") or []
     }
@@ -410,7 +353,9 @@ def demo() -> int:
     write_seed_file(SEED_FILE)
     print(f"  sample database   {rel(DATABASE)}: table customer_attributes, {len(CUSTOMERS)} customers")
 
-    server = LocalChartMogul(SEED_FILE)
+    server = ServerProcess(  # ChartMogul's limits per account
+        api_key=API_KEY, rate_limit=40, max_parallel=20, seed_file=SEED_FILE, log_path=SERVER_LOG
+    )
     try:
         server.start()
         print(f"  ChartMogul server {server.url} (local, seeded with the same {len(CUSTOMERS)} customers)")
@@ -448,7 +393,7 @@ def demo() -> int:
         rows, problems = customer_table(server, report)
         print("Every customer, from the server's final state and the task's report (XCom):\n")
         print(format_table(["customer", "company", "status", "attributes in ChartMogul / error"], rows))
-        types = server.admin("definitions")
+        types = server.definitions()
         print("\nAttribute types on the account: " + ", ".join(f"{k} {v}" for k, v in types.items()))
         print(f"\nSummary: {summary_line(report)}")
     finally:
