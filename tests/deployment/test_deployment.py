@@ -33,6 +33,15 @@ from tests.deployment.airflow_deployment import (
     scratch_dir,
     wait_for,
 )
+from tests.example_dags.test_example_dags import (
+    SQL_ACCT_001_ATTRIBUTES,
+    SQL_DAG,
+    SQL_ROWS,
+    XCOM_DAG,
+    XCOM_EMAIL,
+    XCOM_EXTERNAL_ID,
+    XCOM_UUID,
+)
 
 pytestmark = [
     pytest.mark.deployment,
@@ -43,22 +52,9 @@ pytestmark = [
     ),
 ]
 
-XCOM_DAG = "chartmogul_attributes_from_xcom"
-SQL_DAG = "chartmogul_attributes_from_sql"
 STOP_DAG = "chartmogul_deployment_stop"
 # Only known to this run's server; must never appear in a log file.
 API_KEY = f"sk_deploy_{secrets.token_hex(16)}"
-
-XCOM_UUID = "cus_7e4dd3a4-1c6b-4b36-9e6c-3b0a5a0f2a11"
-SQL_ROWS = [
-    # external_id, plan_tier, seats, cac, is_pro, converted_at, segment
-    ("acct-001", "enterprise", 40, 1800, 1, "2024-03-15 10:00:00", "enterprise"),
-    ("acct-002", "team", 8, 99.5, 0, "2024-07-01T00:00:00Z", None),
-    ("acct-003", "starter", None, None, 0, None, "smb"),
-    ("acct-004", "free", 0, None, 0, None, "smb"),  # below min_seats (1)
-    ("acct-005", "team", 5, 250.0, 1, None, "x" * 300),  # refused: over 255 characters
-    ("acct-999", "team", 3, 120.0, 0, None, "smb"),  # not a ChartMogul customer
-]
 STOP_CUSTOMERS = 200
 
 
@@ -149,7 +145,7 @@ def test_xcom_example_runs_and_its_report_is_in_xcom(
     airflow: AirflowDeployment, server: ServerProcess
 ) -> None:
     by_uuid, by_external_id, by_email = server.add_customers(
-        [{"uuid": XCOM_UUID}, {"external_id": "acct-1042"}, {"email": "finance@globex.example"}]
+        [{"uuid": XCOM_UUID}, {"external_id": XCOM_EXTERNAL_ID}, {"email": XCOM_EMAIL}]
     )
 
     run_id = airflow.trigger(XCOM_DAG, "deployment-xcom")
@@ -193,14 +189,7 @@ def test_sql_example_reads_postgres_and_reports_the_bad_rows(
     failures = {failure["record"]["external_id"]: failure["stage"] for failure in report["failures"]}
     assert failures == {"acct-005": "validation", "acct-999": "resolution"}
     attributes = server.custom_attributes()
-    assert attributes[uuids["acct-001"]] == {
-        "plan_tier": "enterprise",
-        "seats": 40,
-        "cac": 1800.0,
-        "pro": True,
-        "converted_at": "2024-03-15T10:00:00.000Z",
-        "segment": "enterprise",
-    }
+    assert attributes[uuids["acct-001"]] == SQL_ACCT_001_ATTRIBUTES
     assert attributes[uuids["acct-004"]] == {}, "filtered out by min_seats"
     assert attributes[uuids["acct-005"]] == {}, "a record with a bad value is not sent"
 

@@ -284,6 +284,15 @@ SQL_ROWS = [
     ("acct-005", "team", 5, 250.0, 1, "2025-01-20 08:30:00", LONG_SEGMENT),  # refused: > 255 chars
     ("acct-999", "team", 3, 120.0, 0, None, "smb"),  # not a ChartMogul customer
 ]
+# What acct-001 becomes in ChartMogul (tests/deployment checks the same rows read from PostgreSQL).
+SQL_ACCT_001_ATTRIBUTES = {
+    "plan_tier": "enterprise",
+    "seats": 40,
+    "cac": 1800.0,
+    "pro": True,
+    "converted_at": "2024-03-15T10:00:00.000Z",
+    "segment": "enterprise",
+}
 
 
 @pytest.mark.db
@@ -299,14 +308,7 @@ def test_sql_example_syncs_the_table_reports_bad_rows_and_reruns_idempotently(
 
     assert str(run.state) == "success", "the two bad rows are within max_failures"
     assert task_states(run) == {("sync_customer_attributes", -1): "success"}
-    assert server.custom_attributes(uuids["acct-001"]) == {
-        "plan_tier": "enterprise",
-        "seats": 40,
-        "cac": 1800.0,
-        "pro": True,
-        "converted_at": "2024-03-15T10:00:00.000Z",
-        "segment": "enterprise",
-    }
+    assert server.custom_attributes(uuids["acct-001"]) == SQL_ACCT_001_ATTRIBUTES
     assert server.custom_attributes(uuids["acct-002"]) == {
         "plan_tier": "team",
         "seats": 8,
