@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from airflow_provider_chartmogul.client.settings_schema import CONNECTION_EXTRA_FIELDS, DEFAULT_BASE_URL
 from airflow_provider_chartmogul.exceptions import ChartMogulConfigurationError
-from airflow_provider_chartmogul.get_provider_info import CONNECTION_EXTRA_FIELDS, DEFAULT_BASE_URL
 
 
 def _default(name: str) -> Any:

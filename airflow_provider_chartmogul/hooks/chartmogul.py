@@ -20,16 +20,13 @@ from airflow_provider_chartmogul.attributes import (
 from airflow_provider_chartmogul.client.engine import RequestEngine, RequestStats
 from airflow_provider_chartmogul.client.error_body import shorten_text
 from airflow_provider_chartmogul.client.settings import ClientSettings, build_settings, check_override
+from airflow_provider_chartmogul.client.settings_schema import CONNECTION_EXTRA_FIELDS
 from airflow_provider_chartmogul.exceptions import (
     ChartMogulAPIError,
     ChartMogulCancelledError,
     ChartMogulValidationError,
 )
-from airflow_provider_chartmogul.get_provider_info import (
-    CONNECTION_EXTRA_FIELDS,
-    CONNECTION_TYPE,
-    UI_FIELD_BEHAVIOUR,
-)
+from airflow_provider_chartmogul.get_provider_info import CONNECTION_TYPE, UI_FIELD_BEHAVIOUR
 from airflow_provider_chartmogul.redaction import register_secret
 from airflow_provider_chartmogul.version_compat import BaseHook
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_chartmogul.client.settings import build_settings
-from airflow_provider_chartmogul.get_provider_info import CONNECTION_EXTRA_FIELDS, DEFAULT_BASE_URL
+from airflow_provider_chartmogul.client.settings_schema import CONNECTION_EXTRA_FIELDS, DEFAULT_BASE_URL
 
 from .airflow_ui import (
     BROWSER_API_KEY,
