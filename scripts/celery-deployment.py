@@ -167,7 +167,7 @@ def main() -> int:
     from tests.deployment.airflow_deployment import (
         AirflowDeployment,
         PostgresCluster,
-        postgres_connection,
+        airflow_connection_json,
         scratch_dir,
         wait_for,
     )
@@ -215,7 +215,7 @@ def main() -> int:
             executor="CeleryExecutor",
             env={
                 "AIRFLOW_CONN_CHARTMOGUL_DEFAULT": json.dumps(chartmogul),
-                "AIRFLOW_CONN_CHARTMOGUL_EXAMPLE_DB": postgres_connection(data),
+                "AIRFLOW_CONN_CHARTMOGUL_EXAMPLE_DB": airflow_connection_json(data),
                 "AIRFLOW__CELERY__BROKER_URL": broker,
                 "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + metadata,
                 "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",

@@ -2,8 +2,10 @@
 
 Everything listens on 127.0.0.1 and lives in one scratch directory:
 
-* :class:`PostgresCluster`: a throw-away PostgreSQL cluster (the machine's ``initdb``, as
-  ``tests/postgres.py`` makes one), holding the metadata database and the example data;
+* :class:`PostgresCluster`: a throw-away PostgreSQL cluster (the machine's ``initdb``), holding
+  the metadata database and the example data; ``tests/postgres.py``'s fixture makes one too, and
+  :func:`airflow_connection_json` is how both hand a database to Airflow (no pytest here: the
+  Celery script's virtualenv has none);
 * :class:`AirflowDeployment`: ``airflow db migrate``, then the API server, scheduler, DAG
   processor (and Celery workers, with the CeleryExecutor) as child processes, each in its own
   process group with its output in ``AIRFLOW_HOME/logs/deployment/<name>.log``; a REST client
@@ -32,6 +34,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[2]
 TERMINAL_RUN_STATES = {"success", "failed"}
@@ -141,10 +144,8 @@ class PostgresCluster:
             self._started = False
 
 
-def postgres_connection(dsn: str) -> str:
+def airflow_connection_json(dsn: str) -> str:
     """``AIRFLOW_CONN_...`` JSON for a ``postgres`` connection to ``dsn``."""
-    from urllib.parse import urlsplit
-
     parts = urlsplit(dsn)
     return json.dumps(
         {

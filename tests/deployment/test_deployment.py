@@ -29,7 +29,7 @@ from tests.deployment.airflow_deployment import (
     ROOT,
     AirflowDeployment,
     PostgresCluster,
-    postgres_connection,
+    airflow_connection_json,
     scratch_dir,
     wait_for,
 )
@@ -125,7 +125,7 @@ def airflow(
         executor="LocalExecutor",
         env={
             "AIRFLOW_CONN_CHARTMOGUL_DEFAULT": json.dumps(chartmogul),
-            "AIRFLOW_CONN_CHARTMOGUL_EXAMPLE_DB": postgres_connection(data_dsn),
+            "AIRFLOW_CONN_CHARTMOGUL_EXAMPLE_DB": airflow_connection_json(data_dsn),
         },
     )
     try:
