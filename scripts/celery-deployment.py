@@ -75,17 +75,11 @@ def ensure_venv() -> None:
     os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), __file__, *sys.argv[1:]])
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Redis:
-    """``redis-server`` on a free loopback port, no persistence."""
+    """``redis-server`` on a loopback port, no persistence."""
 
-    def __init__(self, log: Path) -> None:
-        self.port = free_port()
+    def __init__(self, log: Path, port: int) -> None:
+        self.port = port
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -168,6 +162,7 @@ def main() -> int:
         AirflowDeployment,
         PostgresCluster,
         airflow_connection_json,
+        free_port,
         scratch_dir,
         wait_for,
     )
@@ -179,7 +174,7 @@ def main() -> int:
     print(f"Scratch directory: {scratch}", flush=True)
     api_key = f"sk_celery_{secrets.token_hex(16)}"
     postgres = PostgresCluster(scratch / "postgres")
-    redis = Redis(scratch / "redis.log")
+    redis = Redis(scratch / "redis.log", free_port())
     server = ServerProcess(
         api_key=api_key,
         latency=0.15,
