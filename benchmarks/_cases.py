@@ -84,8 +84,9 @@ def probe(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def official(spec: dict[str, Any]) -> dict[str, Any]:
-    """The official client, one ``CustomAttributes.add`` after another, default retries."""
+def _official_loop(spec: dict[str, Any], step: Callable[[Any, Any, dict[str, Any]], None]) -> dict[str, Any]:
+    """The official client's loop over ``spec['count']`` records by uuid, timed: ``step(chartmogul,
+    config, record)`` for each, as users write it (one record after another, default retries)."""
     started = time.perf_counter()
     import chartmogul
 
@@ -95,19 +96,17 @@ def official(spec: dict[str, Any]) -> dict[str, Any]:
     records = records_by_uuid(spec["count"])
     failures: list[str] = []
 
-    def push() -> int:
+    def loop() -> int:
         succeeded = 0
         for record in records:
             try:
-                chartmogul.CustomAttributes.add(
-                    config, uuid=record["customer_uuid"], data={"custom": record["custom"]}
-                ).get()
+                step(chartmogul, config, record)
                 succeeded += 1
             except Exception as exc:  # a user's loop would stop here; the benchmark counts it
                 failures.append(f"{record['customer_uuid']}: {exc!r}"[:300])
         return succeeded
 
-    succeeded, measured = _measure(push)
+    succeeded, measured = _measure(loop)
     return {
         **measured,
         "import_seconds": import_seconds,
@@ -116,47 +115,35 @@ def official(spec: dict[str, Any]) -> dict[str, Any]:
         "failed": len(failures),
         "failures": failures[:3],
     }
+
+
+def official(spec: dict[str, Any]) -> dict[str, Any]:
+    """The official client, one ``CustomAttributes.add`` after another."""
+
+    def add(chartmogul: Any, config: Any, record: dict[str, Any]) -> None:
+        chartmogul.CustomAttributes.add(
+            config, uuid=record["customer_uuid"], data={"custom": record["custom"]}
+        ).get()
+
+    return _official_loop(spec, add)
 
 
 def official_sync(spec: dict[str, Any]) -> dict[str, Any]:
     """The official client's read-then-write loop: read each customer's attributes, write the
     ones that differ (the seed call with the changed entries only)."""
-    started = time.perf_counter()
-    import chartmogul
-
-    import_seconds = time.perf_counter() - started
-    config = chartmogul.Config(API_KEY)
-    config.uri = f"{spec['url']}/v1"
-    records = records_by_uuid(spec["count"])
-    failures: list[str] = []
     counts = {"reads": 0, "writes": 0}
 
-    def sync() -> int:
-        succeeded = 0
-        for record in records:
-            uuid = record["customer_uuid"]
-            try:
-                held = chartmogul.Attributes.retrieve(config, uuid=uuid).get().custom
-                counts["reads"] += 1
-                changed = [e for e in record["custom"] if held.get(e["key"]) != e["value"]]
-                if changed:
-                    chartmogul.CustomAttributes.add(config, uuid=uuid, data={"custom": changed}).get()
-                    counts["writes"] += 1
-                succeeded += 1
-            except Exception as exc:  # a user's loop would stop here; the benchmark counts it
-                failures.append(f"{uuid}: {exc!r}"[:300])
-        return succeeded
+    def sync(chartmogul: Any, config: Any, record: dict[str, Any]) -> None:
+        uuid = record["customer_uuid"]
+        held = chartmogul.Attributes.retrieve(config, uuid=uuid).get().custom
+        counts["reads"] += 1
+        changed = [e for e in record["custom"] if held.get(e["key"]) != e["value"]]
+        if changed:
+            chartmogul.CustomAttributes.add(config, uuid=uuid, data={"custom": changed}).get()
+            counts["writes"] += 1
 
-    succeeded, measured = _measure(sync)
-    return {
-        **measured,
-        **counts,
-        "import_seconds": import_seconds,
-        "customers": len(records),
-        "succeeded": succeeded,
-        "failed": len(failures),
-        "failures": failures[:3],
-    }
+    result = _official_loop(spec, sync)
+    return {**result, **counts}
 
 
 def _wait_for_go(spec: dict[str, Any]) -> None:
