@@ -7,9 +7,6 @@ import socket
 
 from _common import customer_uuid, server_customers
 from _harness import (
-    CEILING_PER_SECOND,
-    LATENCY_SECONDS,
-    MAX_PARALLEL,
     CaseTimedOut,
     Results,
     Runner,
@@ -19,9 +16,8 @@ from _harness import (
     panel,
     per_second,
     push,
-    requests_summary,
     say,
-    say_failures,
+    say_provider,
 )
 from _server import status_count
 
@@ -41,7 +37,7 @@ def _errors(runner: Runner, results: Results, kind: str) -> None:
         f"== {section}: {fmt_int(count)} customers, {FAULT_SHARE:.0%} of answers a random {kind} "
         "(the server's fault, not its parallel limit), no latency"
     )
-    server = runner.server(section, rate_limit=CEILING_PER_SECOND, max_parallel=MAX_PARALLEL)
+    server = runner.server_at_limits(section, latency=0.0)
     with server:
         server.configure(faults={kind: FAULT_SHARE}, fault_seed=1)
         server.seed(server_customers(count))
@@ -54,8 +50,7 @@ def _errors(runner: Runner, results: Results, kind: str) -> None:
         f"{result['wall_seconds']:.1f} s; server: {stats['faults']} injected, "
         f"{status_count(stats, 429)} x 429, parallel limit hit {stats['parallel_rejected']} times"
     )
-    say(f"   provider: {requests_summary(result)}")
-    say_failures("provider", result)
+    say_provider(result)
     results.sections[section] = {"provider": result, "customers_per_second": cps, "check": check}
     results.panels.append(panel(f"{FAULT_SHARE:.0%} random {kind}s, no latency", log))
     results.target(
@@ -119,8 +114,7 @@ def section_down(runner: Runner, results: Results) -> None:
         f"   stopped after {wall:.1f} s: {result['customers']} reported, {result['failed']} failed, "
         f"aborted: {result.get('aborted') or '-'}"
     )
-    say(f"   provider: {requests_summary(result)}")
-    say_failures("provider", result)
+    say_provider(result)
     results.sections[section] = {"provider": result, "check": check}
     results.panels.append(
         {
@@ -155,9 +149,7 @@ def section_slow_loris(runner: Runner, results: Results) -> None:
         f"{TRICKLE_SECONDS} s; connection timeout {LORIS_EXTRA['timeout']}, max_retries "
         f"{LORIS_EXTRA['max_retries']}, retry_budget {LORIS_EXTRA['retry_budget']}"
     )
-    server = runner.server(
-        section, latency=LATENCY_SECONDS, rate_limit=CEILING_PER_SECOND, max_parallel=MAX_PARALLEL
-    )
+    server = runner.server_at_limits(section)
     with server:
         server.configure(trickle_seconds=TRICKLE_SECONDS)
         server.seed(server_customers(count))
@@ -193,8 +185,7 @@ def section_slow_loris(runner: Runner, results: Results) -> None:
         f"{trickle['bytes_sent']}/{trickle['body_bytes']} body bytes); run {result['wall_seconds']:.1f} s, "
         f"{result['succeeded']}/{result['customers']} succeeded"
     )
-    say(f"   provider: {requests_summary(result)}")
-    say_failures("provider", result)
+    say_provider(result)
     results.panels.append(
         panel(
             "slow-loris answer (timeout 2 s)",

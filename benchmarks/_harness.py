@@ -222,6 +222,11 @@ class Runner:
             api_key=API_KEY, log_path=self.workdir / f"server-{name}.log", env=self.base_env, **kwargs
         )
 
+    def server_at_limits(self, name: str, **kwargs: Any) -> ServerProcess:
+        """A server with ChartMogul's latency, rate limit and parallel limit (``kwargs`` override)."""
+        limits = {"latency": LATENCY_SECONDS, "rate_limit": CEILING_PER_SECOND, "max_parallel": MAX_PARALLEL}
+        return self.server(name, **{**limits, **kwargs})
+
     def start_case(
         self, case: str, spec: Mapping[str, Any], *, env: Mapping[str, str] | None = None
     ) -> Pending:
@@ -401,3 +406,9 @@ def requests_summary(result: Mapping[str, Any]) -> str:
     return (
         f"{hook.get('requests')} requests, {hook.get('retries')} retries, by status {hook.get('by_status')}"
     )
+
+
+def say_provider(result: Mapping[str, Any]) -> None:
+    """A provider run's requests and retries, then its first failures."""
+    say(f"   provider: {requests_summary(result)}")
+    say_failures("provider", result)

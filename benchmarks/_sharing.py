@@ -14,8 +14,6 @@ from _common import customer_uuid, expected_custom, server_customers
 from _harness import (
     CEILING_PER_SECOND,
     HERE,
-    LATENCY_SECONDS,
-    MAX_PARALLEL,
     CaseFailed,
     Results,
     Runner,
@@ -39,12 +37,6 @@ TARGET_429_SHARE = 0.03
 TARGET_TWO_TASKS_SHARE = 0.90
 
 
-def _limits_server(runner: Runner, name: str) -> Any:
-    return runner.server(
-        name, latency=LATENCY_SECONDS, rate_limit=CEILING_PER_SECOND, max_parallel=MAX_PARALLEL
-    )
-
-
 def _share_429(entries: list[Mapping[str, Any]]) -> tuple[int, int, float]:
     rejected = sum(1 for e in entries if e["status"] == 429)
     return rejected, len(entries), rejected / len(entries) if entries else 0.0
@@ -58,7 +50,7 @@ def section_shared_account(runner: Runner, results: Results) -> None:
         f"== {section}: {fmt_int(count)} customers while another integration sends "
         f"{OTHER_RATE:.0f} req/s on the same key (GET /v1/customers/{{uuid}}, 429s not retried)"
     )
-    server = _limits_server(runner, section)
+    server = runner.server_at_limits(section)
     with server:
         server.seed(server_customers(count))
         stem = runner.path("other-client")
@@ -155,7 +147,7 @@ def section_two_tasks(runner: Runner, results: Results) -> None:
     count = runner.settings.scenario_customers
     say()
     say(f"== {section}: two provider processes at defaults, {fmt_int(count)} customers each, one account")
-    server = _limits_server(runner, section)
+    server = runner.server_at_limits(section)
     with server:
         server.seed(server_customers(2 * count))
         say(f"   server: {server.describe()} ...")

@@ -7,21 +7,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from _common import SYNC_CHANGED_EVERY, customer_uuid, expected_custom, synced_customers
+from _common import SYNC_CHANGED_EVERY, synced_customers
 from _harness import (
-    CEILING_PER_SECOND,
-    LATENCY_SECONDS,
-    MAX_PARALLEL,
     Results,
     Runner,
-    compare_with_server,
     fmt_int,
     nothing_lost,
     panel,
-    requests_summary,
+    push,
     say,
     say_failures,
-    server_log,
+    say_provider,
 )
 from _server import status_count, write_seed_file
 
@@ -47,10 +43,9 @@ def section_daily_sync(runner: Runner, results: Results) -> None:
         f"== {section}: an account of {fmt_int(count)} customers, {fmt_int(count)} records of which "
         f"{fmt_int(changed)} ({1 / SYNC_CHANGED_EVERY:.0%}) changed, mode='sync'"
     )
-    limits = {"latency": LATENCY_SECONDS, "rate_limit": CEILING_PER_SECOND, "max_parallel": MAX_PARALLEL}
 
     small = write_seed_file(runner.path("sync-sample-seed.json"), synced_customers(sample))
-    with runner.server("sync-official", seed_file=small, **limits) as server:
+    with runner.server_at_limits("sync-official", seed_file=small) as server:
         say(
             f"   (a) official client: Attributes.retrieve(...) then CustomAttributes.add(...) for what "
             f"differs, on a sample of {fmt_int(sample)} customers ..."
@@ -62,19 +57,11 @@ def section_daily_sync(runner: Runner, results: Results) -> None:
     official_requests = (official["reads"] + official["writes"]) / max(sample, 1) * count
 
     seed = write_seed_file(runner.path("sync-seed.json"), synced_customers(count))
-    with runner.server("sync", seed_file=seed, **limits) as server:
+    with runner.server_at_limits("sync", seed_file=seed) as server:
         say(f"   (b) provider, mode='sync', defaults; server: {server.describe()} ...")
-        result = runner.run_case(
-            "provider",
-            {"source": "uuid", "count": count, "operator": {"mode": "sync"}},
-            timeout=max(1800.0, count * 0.05),
-            env=runner.provider_env(server.url),
+        result, log, check = push(
+            runner, server, count, operator={"mode": "sync"}, timeout=max(1800.0, count * 0.05)
         )
-        result["server"] = server.stats()
-        log = server_log(server)
-        expected = {customer_uuid(i): expected_custom(i) for i in range(count)}
-        check = compare_with_server(server, result, expected)
-    del expected
     stats = result["server"]
     wall, total = result["wall_seconds"], stats["total"]
     kinds: dict[str, list[float]] = {}
@@ -99,8 +86,7 @@ def section_daily_sync(runner: Runner, results: Results) -> None:
             f"   (b) listing pages from t = {min(pages):.1f} to {max(pages):.1f} s, writes from "
             f"t = {min(writes):.1f} to {max(writes):.1f} s (server time)"
         )
-    say(f"   provider: {requests_summary(result)}")
-    say_failures("provider", result)
+    say_provider(result)
     results.sections[section] = {
         "customers": count,
         "provider": result,

@@ -7,14 +7,11 @@ import datetime as dt
 import os
 import platform
 
-from _common import ATTRIBUTES_PER_CUSTOMER, customer_uuid, expected_custom, server_customers
+from _common import ATTRIBUTES_PER_CUSTOMER, server_customers
 from _harness import (
     CEILING_PER_SECOND,
-    LATENCY_SECONDS,
-    MAX_PARALLEL,
     Results,
     Runner,
-    compare_with_server,
     cpu_model,
     cpu_ms_per_customer,
     fmt_int,
@@ -23,9 +20,9 @@ from _harness import (
     panel,
     per_second,
     print_table,
+    push,
     say,
     say_failures,
-    server_log,
     timeline,
 )
 from _server import status_count
@@ -65,16 +62,12 @@ def probe_machine(runner: Runner, results: Results) -> None:
 
 def section_throughput(runner: Runner, results: Results) -> None:
     count = runner.settings.customers
-    server = runner.server(
+    server = runner.server_at_limits(
         "throughput",
-        latency=LATENCY_SECONDS,
-        rate_limit=CEILING_PER_SECOND,
-        max_parallel=MAX_PARALLEL,
         record_requests=True,  # about 2 log entries per customer: the timeline below reads them
     )
     say()
     say(f"== throughput: {fmt_int(count)} customers, {ATTRIBUTES_PER_CUSTOMER} custom attributes each")
-    expected = {customer_uuid(i): expected_custom(i) for i in range(count)}
     with server:
         say(f"   server: separate process, {server.describe()}; {fmt_int(count)} customers seeded")
         customers = server_customers(count)
@@ -93,16 +86,8 @@ def section_throughput(runner: Runner, results: Results) -> None:
             "   (b) provider: AddCustomAttributesOperator(customers=records).execute(context={}), "
             "default settings ..."
         )
-        ours = runner.run_case(
-            "provider",
-            {"source": "uuid", "count": count, "operator": {}},
-            timeout=max(900.0, count * 1.0),
-            env=runner.provider_env(server.url),
-        )
-        ours["server"] = server.stats()
-        log = server_log(server)
+        ours, log, check = push(runner, server, count, timeout=max(900.0, count * 1.0))
         ours["timeline"] = timeline(log)
-        check = compare_with_server(server, ours, expected)
     results.panels.append(panel(f"alone at the limits: {fmt_int(count)} customers", log))
 
     rows = []
