@@ -1,201 +1,36 @@
-"""In-memory state of one ChartMogul account for :mod:`airflow_provider_chartmogul.testing.server`.
+"""In-memory state of one ChartMogul account: customers, attribute definitions, listing indexes.
 
-This module holds the customers, the account-wide custom-attribute definitions, the secondary
-indexes used by the listing filters, and the server's own reading of the seed page's type rules.
-The rules are deliberately implemented here a second time, independently of the provider's
-validation module: two readings of the same page catch more mistakes than one shared one.
-
-Nothing here is thread-safe; :class:`~airflow_provider_chartmogul.testing.server.ChartMogulServer`
-serialises every call under its lock. Standard library only.
+Nothing here is thread-safe: the server serialises every call under its lock. Standard library only.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import math
-import os
+import contextlib
+import gc
 import re
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-ATTRIBUTE_TYPES: tuple[str, ...] = ("String", "Integer", "Decimal", "Timestamp", "Boolean")
-DEFAULT_DATA_SOURCE_UUID = "ds_00000000-0000-0000-0000-000000000001"
-STRING_MAX_LENGTH = 255
+from airflow_provider_chartmogul.testing.server.attribute_rules import (
+    AttributeValidationError,
+    coerce_value,
+    infer_type,
+    validate_key,
+    validate_type,
+)
+from airflow_provider_chartmogul.testing.server.customers import (
+    CUSTOMER_FIELD_NAMES,
+    DEFAULT_DATA_SOURCE_UUID,
+    StoredCustomer,
+    new_customer_uuid,
+)
 
-_KEY_RE = re.compile(r"[A-Za-z0-9_]+")
-_INTEGER_RE = re.compile(r"[+-]?[0-9]+")
-_DECIMAL_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_TRUE_STRINGS = frozenset({"TRUE", "true", "t", "1"})
-_FALSE_STRINGS = frozenset({"FALSE", "false", "f", "0"})
 _CURSOR_PREFIX = "cmts1:"
-
-# add_customer(**fields) accepts these Python names; the value lands under the API name.
-CUSTOMER_FIELD_NAMES: dict[str, str] = {
-    "company": "company",
-    "country": "country",
-    "state": "state",
-    "city": "city",
-    "zip": "zip",
-    "lead_created_at": "lead_created_at",
-    "free_trial_started_at": "free_trial_started_at",
-    "customer_since": "customer-since",
-    "customer-since": "customer-since",
-    "status": "status",
-    "mrr": "mrr",
-    "arr": "arr",
-    "currency": "currency",
-    "currency_sign": "currency-sign",
-    "currency-sign": "currency-sign",
-    "billing_system_url": "billing-system-url",
-    "billing-system-url": "billing-system-url",
-    "billing_system_type": "billing-system-type",
-    "billing-system-type": "billing-system-type",
-    "chartmogul_url": "chartmogul-url",
-    "chartmogul-url": "chartmogul-url",
-    "website_url": "website_url",
-    "id": "id",
-}
-
-
-class AttributeValidationError(ValueError):
-    """A custom attribute (or its key, type or value) breaks the seed page's rules.
-
-    ``key`` names the attribute concerned (None when the entry has no usable key); the HTTP layer
-    turns it into the ``param`` / ``error_details`` of the error body.
-    """
-
-    def __init__(self, message: str, key: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.key = key
-
-
-def validate_key(key: Any) -> str:
-    """Return ``key`` if it is a non-empty string of ASCII letters, digits and underscores."""
-    if not isinstance(key, str) or not key:
-        raise AttributeValidationError("Custom attribute key is missing or not a string", None)
-    if not _KEY_RE.fullmatch(key):
-        raise AttributeValidationError(
-            f"Custom attribute key {key!r} may only contain letters, digits and underscores", key
-        )
-    return key
-
-
-def validate_type(type_: Any, key: str | None = None) -> str:
-    """Return ``type_`` if it is one of the five type names (case-sensitive)."""
-    if type_ not in ATTRIBUTE_TYPES:
-        subject = f"of custom attribute {key!r} " if key else ""
-        raise AttributeValidationError(
-            f"Type {type_!r} {subject}is not supported; use one of {', '.join(ATTRIBUTE_TYPES)}",
-            key,
-        )
-    return str(type_)
-
-
-def format_timestamp(moment: datetime) -> str:
-    """Format a datetime the way the API returns Timestamps: ``2016-01-31T00:00:00.000Z``."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    moment = moment.astimezone(timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{moment.microsecond // 1000:03d}Z"
-
-
-def parse_timestamp(text: str) -> datetime:
-    """Parse ISO 8601 (date, date-time, ``Z`` or offset) or ``"2016-01-31 00:00:00 UTC"``.
-
-    Naive values are taken as UTC. Raises ValueError.
-    """
-    candidate = text.strip()
-    if candidate.endswith(" UTC"):
-        candidate = candidate[: -len(" UTC")]
-    if not candidate or not candidate[0].isdigit():
-        raise ValueError(text)
-    if candidate[-1] in "Zz":  # Python 3.10's fromisoformat knows only numeric offsets
-        candidate = candidate[:-1] + "+00:00"
-    moment = datetime.fromisoformat(candidate)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment
-
-
-def coerce_value(type_: str, value: Any, key: str | None = None) -> Any:
-    """Validate ``value`` against ``type_`` and return it in the form the API stores and returns.
-
-    String -> str (<= 255 characters); Integer -> int (JSON integer or a string of digits with an
-    optional sign; booleans and floats are refused); Decimal -> float (JSON number or numeric
-    string, finite); Timestamp -> ``YYYY-MM-DDTHH:MM:SS.mmmZ`` in UTC; Boolean -> bool (JSON
-    true/false, 1/0, or one of ``TRUE true t 1 FALSE false f 0``). ``null`` is refused for every
-    type.
-    """
-    label = f"custom attribute {key!r}" if key else "custom attribute"
-    if value is None:
-        raise AttributeValidationError(f"Value of {label} can't be null", key)
-    if type_ == "String":
-        if not isinstance(value, str):
-            raise AttributeValidationError(f"Value of {label} must be a String, got {value!r}", key)
-        if len(value) > STRING_MAX_LENGTH:
-            raise AttributeValidationError(
-                f"Value of {label} is too long ({len(value)} characters; the maximum is {STRING_MAX_LENGTH})",
-                key,
-            )
-        return value
-    if type_ == "Integer":
-        if isinstance(value, bool):
-            raise AttributeValidationError(f"Value of {label} must be an Integer, got {value!r}", key)
-        if isinstance(value, int):
-            return value
-        if isinstance(value, str) and _INTEGER_RE.fullmatch(value):
-            return int(value)
-        raise AttributeValidationError(f"Value of {label} must be an Integer, got {value!r}", key)
-    if type_ == "Decimal":
-        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        is_numeric_text = isinstance(value, str) and _DECIMAL_RE.fullmatch(value) is not None
-        number = float(value) if is_number or is_numeric_text else None
-        if number is None or not math.isfinite(number):
-            raise AttributeValidationError(f"Value of {label} must be a Decimal, got {value!r}", key)
-        return number
-    if type_ == "Timestamp":
-        if isinstance(value, datetime):
-            return format_timestamp(value)
-        if isinstance(value, str):
-            try:
-                return format_timestamp(parse_timestamp(value))
-            except ValueError:
-                pass
-        raise AttributeValidationError(f"Value of {label} must be an ISO 8601 Timestamp, got {value!r}", key)
-    if type_ == "Boolean":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, int) and value in (0, 1):
-            return value == 1
-        if isinstance(value, str):
-            if value in _TRUE_STRINGS:
-                return True
-            if value in _FALSE_STRINGS:
-                return False
-        raise AttributeValidationError(
-            f"Value of {label} must be a Boolean (TRUE true t 1 FALSE false f 0), got {value!r}", key
-        )
-    raise AttributeValidationError(f"Custom attribute type {type_!r} is not supported", key)
-
-
-def infer_type(value: Any) -> str:
-    """The type add_customer(custom=...) gives an undefined key: bool, int, float, datetime, str."""
-    if isinstance(value, bool):
-        return "Boolean"
-    if isinstance(value, int):
-        return "Integer"
-    if isinstance(value, float):
-        return "Decimal"
-    if isinstance(value, datetime):
-        return "Timestamp"
-    if isinstance(value, str):
-        return "String"
-    raise AttributeValidationError(f"Cannot infer a custom attribute type for {value!r}", None)
+_FREEZE_AFTER = 10_000
 
 
 def encode_cursor(position: int) -> str:
@@ -215,81 +50,6 @@ def decode_cursor(cursor: str) -> int:
     return int(text[len(_CURSOR_PREFIX) :])
 
 
-# Every customer object starts from these; a customer stores only what differs.
-_CUSTOMER_DEFAULTS: dict[str, Any] = {
-    "id": 0,
-    "uuid": "",
-    "external_id": "",
-    "external_ids": [],
-    "data_source_uuid": "",
-    "data_source_uuids": [],
-    # Strings the official client's schema declares non-nullable are "" rather than null.
-    "name": "",
-    "email": "",
-    "company": "",
-    "country": None,
-    "state": None,
-    "city": None,
-    "zip": None,
-    "lead_created_at": None,
-    "free_trial_started_at": None,
-    "customer-since": None,
-    "status": "Active",
-    "mrr": 0,
-    "arr": 0,
-    "currency": "USD",
-    "currency-sign": "$",
-    "billing-system-url": None,
-    "chartmogul-url": "",
-    "billing-system-type": "Custom",
-    "website_url": None,
-}
-
-
-def new_customer_uuid() -> str:
-    """``cus_`` + a random (version 4) UUID; cheaper than ``uuid.uuid4()`` for bulk loads."""
-    digits = os.urandom(16).hex()
-    variant = "89ab"[int(digits[16], 16) & 3]
-    return f"cus_{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
-
-
-@dataclass(eq=False)
-class StoredCustomer:
-    """One customer: its position in insertion order, its own fields and the custom map."""
-
-    position: int
-    fields: dict[str, Any]
-    custom: dict[str, Any] = field(default_factory=dict)
-    tags: list[str] = field(default_factory=list)
-
-    @property
-    def uuid(self) -> str:
-        return str(self.fields["uuid"])
-
-    def attributes(self) -> dict[str, Any]:
-        """The ``attributes`` object (a fresh copy)."""
-        return {"tags": list(self.tags), "stripe": {}, "clearbit": {}, "custom": dict(self.custom)}
-
-    def render(self) -> dict[str, Any]:
-        """The customer object as the API shows it (a fresh copy, safe to hand out)."""
-        shown = {**_CUSTOMER_DEFAULTS, **self.fields}
-        shown["external_ids"] = list(shown["external_ids"])
-        shown["data_source_uuids"] = list(shown["data_source_uuids"])
-        shown["address"] = {
-            "address_zip": shown["zip"],
-            "city": shown["city"],
-            "state": shown["state"],
-            "country": shown["country"],
-        }
-        shown["attributes"] = {
-            "tags": list(self.tags),
-            "stripe": {},
-            "clearbit": {},
-            "custom": dict(self.custom),
-        }
-        return shown
-
-
 @dataclass
 class Page:
     """One page of a listing: the customers, the next cursor and whether more follow."""
@@ -302,15 +62,27 @@ class Page:
 class AccountStore:
     """Customers and attribute definitions of one account, with lookup indexes."""
 
+    customers: dict[str, StoredCustomer]
+    order: list[StoredCustomer]
+    definitions: dict[str, str]
+    # Secondary indexes: value -> ascending positions in self.order. Customers are never removed
+    # (only clear() empties the store), so positions are stable and cursors too.
+    by_external_id: dict[str, list[int]]
+    by_data_source: dict[str, list[int]]
+    by_email: dict[str, list[int]]
+    next_id: int
+
     def __init__(self) -> None:
-        self.customers: dict[str, StoredCustomer] = {}
-        self.order: list[StoredCustomer] = []
-        self.definitions: dict[str, str] = {}
-        # Secondary indexes: value -> ascending positions in self.order. Customers are never
-        # removed (only reset() empties the store), so positions are stable and cursors too.
-        self.by_external_id: dict[str, list[int]] = {}
-        self.by_data_source: dict[str, list[int]] = {}
-        self.by_email: dict[str, list[int]] = {}
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget every customer and definition (in place: the endpoints keep this store)."""
+        self.customers = {}
+        self.order = []
+        self.definitions = {}
+        self.by_external_id = {}
+        self.by_data_source = {}
+        self.by_email = {}
         self.next_id = 1
 
     # ----------------------------------------------------------------------------- definitions
@@ -474,6 +246,16 @@ class AccountStore:
             self.by_email.setdefault(email.lower(), []).append(position)
         return customer
 
+    def load(self, customers: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Bulk add_customer without rendering anything (seed files, the admin API): the uuids.
+
+        Not atomic: on an error the customers before the bad one stay.
+        """
+        uuids: list[str] = []
+        with bulk_load(uuids):
+            uuids.extend(self.add_customer(**dict(kwargs)).uuid for kwargs in customers)
+        return uuids
+
     def by_email_exact(self, email: str) -> list[StoredCustomer]:
         """Every customer whose email equals ``email`` (case-insensitively), in insertion order."""
         return [self.order[position] for position in self.by_email.get(email.lower(), [])]
@@ -528,3 +310,25 @@ class AccountStore:
         if name == "email":
             return str(customer.fields["email"]).lower() == wanted
         return wanted in customer.fields[name]
+
+
+@contextlib.contextmanager
+def bulk_load(created: list[Any]) -> Iterator[None]:
+    """Pause the cyclic GC during a bulk load, and freeze the heap after a large one.
+
+    Loads allocate only acyclic containers, and generation-2 passes over a growing heap would
+    triple the time of loading 100k customers. Afterwards each full collection would still walk
+    every customer (about a second for 100k on a busy 2-core machine), stalling requests long
+    enough to trip client timeouts; ``gc.freeze()`` takes the loaded objects out of future
+    collections. The price, acceptable in a test process: cyclic garbage that already exists at
+    that moment is never collected. ``created`` is the list the load fills.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+        if len(created) >= _FREEZE_AFTER:
+            gc.freeze()

@@ -1,10 +1,6 @@
-"""The test server's "trickle" fault: a slow-loris answer, its body sent one byte at a time.
+"""The "trickle" fault (slow loris): an answer's head at once, then its body one byte at a time.
 
-The status line and headers go out at once (``500``, ``Content-Length`` of the whole body,
-``Connection: close``); then one byte every ``trickle_seconds``. A client whose timeout is per
-socket read never times out on it; one with a deadline per attempt hangs up. The server watches
-the socket between bytes, so it knows when the client hung up to within a few milliseconds, and
-keeps that (server-side ``time.monotonic()``) for ``stats()["trickles"]``.
+Between bytes it watches the socket, so it knows within milliseconds when the client hung up.
 """
 
 from __future__ import annotations

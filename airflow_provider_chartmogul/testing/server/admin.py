@@ -1,0 +1,138 @@
+"""The control API under ``/_testing/``, for tests and benchmarks that run the server in another process."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_chartmogul.testing.server.answers import Answer, json_answer
+from airflow_provider_chartmogul.testing.server.attribute_rules import validate_key, validate_type
+from airflow_provider_chartmogul.testing.server.http import is_loopback, parse_json, query_value
+from airflow_provider_chartmogul.testing.server.state import AccountStore
+
+if TYPE_CHECKING:
+    from airflow_provider_chartmogul.testing.server.server import ChartMogulServer
+
+ADMIN_PREFIX = "/_testing"
+
+Query = dict[str, list[str]]
+_OK: dict[str, Any] = {"ok": True}
+
+
+def is_admin_path(path: str) -> bool:
+    return path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/")
+
+
+class AdminApi:
+    """No auth, loopback clients only; never rate limited, faulted or logged.
+
+    The endpoints mirror ChartMogulServer's Python API; bad input answers 400 ``{"error": "..."}``.
+    """
+
+    def __init__(self, server: ChartMogulServer, store: AccountStore, lock: threading.RLock) -> None:
+        self._server = server
+        self._store = store
+        self._lock = lock
+
+    def serve(self, method: str, path: str, query: Query, raw_body: bytes, client_host: str) -> Answer:
+        if not is_loopback(client_host):
+            return json_answer(403, {"error": "the /_testing endpoints only answer loopback clients"})
+        name = path[len(ADMIN_PREFIX) :].strip("/")
+        body, body_ok = parse_json(raw_body)
+        if not body_ok:
+            return json_answer(400, {"error": "body is not valid JSON"})
+        endpoint = _ENDPOINTS.get((name, method))
+        if endpoint is None:
+            return json_answer(404, {"error": f"no admin endpoint {method} {path}"})
+        try:
+            return endpoint(self, query, body)
+        except (TypeError, ValueError) as exc:
+            return json_answer(400, {"error": str(exc)})
+
+    def get_requests(self, query: Query, body: Any) -> Answer:
+        since = int(query_value(query, "since") or 0)
+        bodies = query_value(query, "bodies") != "0"
+        records = list(enumerate(self._server.requests))[max(since, 0) :]
+        return json_answer(200, [{"index": index, **record.to_json(bodies)} for index, record in records])
+
+    def delete_requests(self, query: Query, body: Any) -> Answer:
+        self._server.clear_requests()
+        return json_answer(200, _OK)
+
+    def get_customers(self, query: Query, body: Any) -> Answer:
+        uuid = query_value(query, "uuid")
+        with self._lock:
+            if query_value(query, "view") == "custom":
+                return json_answer(200, {c.uuid: dict(c.custom) for c in self._store.order})
+            if uuid is not None:
+                customer = self._store.customers.get(uuid)
+                shown = [customer.render()] if customer is not None else []
+            else:
+                shown = [customer.render() for customer in self._store.order]
+        return json_answer(200, shown)
+
+    def post_customers(self, query: Query, body: Any) -> Answer:
+        if isinstance(body, dict):
+            body = [body]
+        if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+            raise ValueError("body must be a list of add_customer keyword objects")
+        with self._lock:
+            uuids = self._store.load(body)
+        return json_answer(200, {"count": len(uuids), "uuids": uuids})
+
+    def get_config(self, query: Query, body: Any) -> Answer:
+        return json_answer(200, self._server.config)
+
+    def post_config(self, query: Query, body: Any) -> Answer:
+        if not isinstance(body, dict):
+            raise ValueError("body must be an object of configure() keywords")
+        self._server.configure(**body)
+        return self.get_config(query, body)
+
+    def post_reset(self, query: Query, body: Any) -> Answer:
+        self._server.reset()
+        return json_answer(200, _OK)
+
+    def get_stats(self, query: Query, body: Any) -> Answer:
+        return json_answer(200, self._server.stats())
+
+    def post_faults(self, query: Query, body: Any) -> Answer:
+        if not isinstance(body, list):
+            raise ValueError("body must be a list of fault kinds")
+        self._server.queue_faults(body)
+        return json_answer(200, {"ok": True, "queued": len(body)})
+
+    def post_fail_customer(self, query: Query, body: Any) -> Answer:
+        if not isinstance(body, dict):
+            raise ValueError("body must be an object of fail_customer() keywords")
+        self._server.fail_customer(**body)
+        return json_answer(200, _OK)
+
+    def get_definitions(self, query: Query, body: Any) -> Answer:
+        return json_answer(200, self._server.definitions)
+
+    def post_definitions(self, query: Query, body: Any) -> Answer:
+        if not isinstance(body, dict):
+            raise ValueError("body must be an object key -> type")
+        for key, type_ in body.items():  # all are checked before any is defined
+            validate_type(type_, validate_key(key))
+        for key, type_ in body.items():
+            self._server.define_attribute(key, type_)
+        return self.get_definitions(query, body)
+
+
+_ENDPOINTS: dict[tuple[str, str], Callable[[AdminApi, Query, Any], Answer]] = {
+    ("requests", "GET"): AdminApi.get_requests,
+    ("requests", "DELETE"): AdminApi.delete_requests,
+    ("customers", "GET"): AdminApi.get_customers,
+    ("customers", "POST"): AdminApi.post_customers,
+    ("config", "GET"): AdminApi.get_config,
+    ("config", "POST"): AdminApi.post_config,
+    ("reset", "POST"): AdminApi.post_reset,
+    ("stats", "GET"): AdminApi.get_stats,
+    ("faults", "POST"): AdminApi.post_faults,
+    ("fail_customer", "POST"): AdminApi.post_fail_customer,
+    ("definitions", "GET"): AdminApi.get_definitions,
+    ("definitions", "POST"): AdminApi.post_definitions,
+}
