@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -16,8 +17,26 @@ STRING_MAX_LENGTH = 255
 _KEY_RE = re.compile(r"[A-Za-z0-9_]+")
 _INTEGER_RE = re.compile(r"[+-]?[0-9]+")
 _DECIMAL_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_TRUE_STRINGS = frozenset({"TRUE", "true", "t", "1"})
-_FALSE_STRINGS = frozenset({"FALSE", "false", "f", "0"})
+# The seed page's Boolean spellings, exactly (case-sensitive: "True" is refused).
+_BOOLEAN_STRINGS: dict[str, bool] = {
+    "TRUE": True,
+    "true": True,
+    "t": True,
+    "1": True,
+    "FALSE": False,
+    "false": False,
+    "f": False,
+    "0": False,
+}
+# The type add_customer(custom=...) gives an undefined key, by Python type; the first match wins,
+# so bool comes before int (bool is an int).
+_INFERRED_TYPES: tuple[tuple[type, str], ...] = (
+    (bool, "Boolean"),
+    (int, "Integer"),
+    (float, "Decimal"),
+    (datetime, "Timestamp"),
+    (str, "String"),
+)
 
 
 class AttributeValidationError(ValueError):
@@ -81,6 +100,67 @@ def parse_timestamp(text: str) -> datetime:
     return moment
 
 
+# Each coercer takes (value, key, label) and returns the stored value or raises.
+def _string(value: Any, key: str | None, label: str) -> str:
+    if not isinstance(value, str):
+        raise AttributeValidationError(f"Value of {label} must be a String, got {value!r}", key)
+    if len(value) > STRING_MAX_LENGTH:
+        raise AttributeValidationError(
+            f"Value of {label} is too long ({len(value)} characters; the maximum is {STRING_MAX_LENGTH})",
+            key,
+        )
+    return value
+
+
+def _integer(value: Any, key: str | None, label: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and _INTEGER_RE.fullmatch(value):
+        return int(value)
+    raise AttributeValidationError(f"Value of {label} must be an Integer, got {value!r}", key)
+
+
+def _decimal(value: Any, key: str | None, label: str) -> float:
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    is_numeric_text = isinstance(value, str) and _DECIMAL_RE.fullmatch(value) is not None
+    number = float(value) if is_number or is_numeric_text else None
+    if number is None or not math.isfinite(number):
+        raise AttributeValidationError(f"Value of {label} must be a Decimal, got {value!r}", key)
+    return number
+
+
+def _timestamp(value: Any, key: str | None, label: str) -> str:
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    if isinstance(value, str):
+        try:
+            return format_timestamp(parse_timestamp(value))
+        except ValueError:
+            pass
+    raise AttributeValidationError(f"Value of {label} must be an ISO 8601 Timestamp, got {value!r}", key)
+
+
+def _boolean(value: Any, key: str | None, label: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return value == 1
+    if isinstance(value, str) and value in _BOOLEAN_STRINGS:
+        return _BOOLEAN_STRINGS[value]
+    raise AttributeValidationError(
+        f"Value of {label} must be a Boolean (TRUE true t 1 FALSE false f 0), got {value!r}", key
+    )
+
+
+_COERCERS: dict[str, Callable[[Any, str | None, str], Any]] = {
+    "String": _string,
+    "Integer": _integer,
+    "Decimal": _decimal,
+    "Timestamp": _timestamp,
+    "Boolean": _boolean,
+}
+
+
 def coerce_value(type_: str, value: Any, key: str | None = None) -> Any:
     """Validate ``value`` against ``type_`` and return it in the form the API stores and returns.
 
@@ -93,65 +173,15 @@ def coerce_value(type_: str, value: Any, key: str | None = None) -> Any:
     label = f"custom attribute {key!r}" if key else "custom attribute"
     if value is None:
         raise AttributeValidationError(f"Value of {label} can't be null", key)
-    if type_ == "String":
-        if not isinstance(value, str):
-            raise AttributeValidationError(f"Value of {label} must be a String, got {value!r}", key)
-        if len(value) > STRING_MAX_LENGTH:
-            raise AttributeValidationError(
-                f"Value of {label} is too long ({len(value)} characters; the maximum is {STRING_MAX_LENGTH})",
-                key,
-            )
-        return value
-    if type_ == "Integer":
-        if isinstance(value, bool):
-            raise AttributeValidationError(f"Value of {label} must be an Integer, got {value!r}", key)
-        if isinstance(value, int):
-            return value
-        if isinstance(value, str) and _INTEGER_RE.fullmatch(value):
-            return int(value)
-        raise AttributeValidationError(f"Value of {label} must be an Integer, got {value!r}", key)
-    if type_ == "Decimal":
-        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        is_numeric_text = isinstance(value, str) and _DECIMAL_RE.fullmatch(value) is not None
-        number = float(value) if is_number or is_numeric_text else None
-        if number is None or not math.isfinite(number):
-            raise AttributeValidationError(f"Value of {label} must be a Decimal, got {value!r}", key)
-        return number
-    if type_ == "Timestamp":
-        if isinstance(value, datetime):
-            return format_timestamp(value)
-        if isinstance(value, str):
-            try:
-                return format_timestamp(parse_timestamp(value))
-            except ValueError:
-                pass
-        raise AttributeValidationError(f"Value of {label} must be an ISO 8601 Timestamp, got {value!r}", key)
-    if type_ == "Boolean":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, int) and value in (0, 1):
-            return value == 1
-        if isinstance(value, str):
-            if value in _TRUE_STRINGS:
-                return True
-            if value in _FALSE_STRINGS:
-                return False
-        raise AttributeValidationError(
-            f"Value of {label} must be a Boolean (TRUE true t 1 FALSE false f 0), got {value!r}", key
-        )
-    raise AttributeValidationError(f"Custom attribute type {type_!r} is not supported", key)
+    coerce = _COERCERS.get(type_)
+    if coerce is None:
+        raise AttributeValidationError(f"Custom attribute type {type_!r} is not supported", key)
+    return coerce(value, key, label)
 
 
 def infer_type(value: Any) -> str:
     """The type add_customer(custom=...) gives an undefined key: bool, int, float, datetime, str."""
-    if isinstance(value, bool):
-        return "Boolean"
-    if isinstance(value, int):
-        return "Integer"
-    if isinstance(value, float):
-        return "Decimal"
-    if isinstance(value, datetime):
-        return "Timestamp"
-    if isinstance(value, str):
-        return "String"
+    for python_type, type_ in _INFERRED_TYPES:
+        if isinstance(value, python_type):
+            return type_
     raise AttributeValidationError(f"Cannot infer a custom attribute type for {value!r}", None)
