@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 ADMIN_PREFIX = "/_testing"
 
 Query = dict[str, list[str]]
+Endpoint = Callable[[Query, Any], Answer]
 _OK: dict[str, Any] = {"ok": True}
 
 
@@ -27,7 +28,8 @@ def is_admin_path(path: str) -> bool:
 class AdminApi:
     """No auth, loopback clients only; never rate limited, faulted or logged.
 
-    The endpoints mirror ChartMogulServer's Python API; bad input answers 400 ``{"error": "..."}``.
+    ``VERB /_testing/NAME`` is the method ``verb_name``; each mirrors ChartMogulServer's Python API.
+    Bad input answers 400 ``{"error": "..."}``.
     """
 
     def __init__(self, server: ChartMogulServer, store: AccountStore, lock: threading.RLock) -> None:
@@ -42,11 +44,11 @@ class AdminApi:
         body, body_ok = parse_json(raw_body)
         if not body_ok:
             return json_answer(400, {"error": "body is not valid JSON"})
-        endpoint = _ENDPOINTS.get((name, method))
+        endpoint: Endpoint | None = getattr(self, f"{method.lower()}_{name}", None)
         if endpoint is None:
             return json_answer(404, {"error": f"no admin endpoint {method} {path}"})
         try:
-            return endpoint(self, query, body)
+            return endpoint(query, body)
         except (TypeError, ValueError) as exc:
             return json_answer(400, {"error": str(exc)})
 
@@ -120,19 +122,3 @@ class AdminApi:
         for key, type_ in body.items():
             self._server.define_attribute(key, type_)
         return self.get_definitions(query, body)
-
-
-_ENDPOINTS: dict[tuple[str, str], Callable[[AdminApi, Query, Any], Answer]] = {
-    ("requests", "GET"): AdminApi.get_requests,
-    ("requests", "DELETE"): AdminApi.delete_requests,
-    ("customers", "GET"): AdminApi.get_customers,
-    ("customers", "POST"): AdminApi.post_customers,
-    ("config", "GET"): AdminApi.get_config,
-    ("config", "POST"): AdminApi.post_config,
-    ("reset", "POST"): AdminApi.post_reset,
-    ("stats", "GET"): AdminApi.get_stats,
-    ("faults", "POST"): AdminApi.post_faults,
-    ("fail_customer", "POST"): AdminApi.post_fail_customer,
-    ("definitions", "GET"): AdminApi.get_definitions,
-    ("definitions", "POST"): AdminApi.post_definitions,
-}

@@ -130,15 +130,6 @@ def _bad_custom(error: TypeError) -> Answer:
     return json_answer(400, {"errors": {"custom": str(error)}})
 
 
-def _target(call: ApiCall) -> tuple[StoredCustomer, Any] | Answer:
-    """The customer the path names and the body's ``custom`` (call it under the lock), or the 404/400."""
-    customer = call.store.customers.get(call.params["uuid"])
-    if customer is None:
-        return json_answer(404, CUSTOMER_NOT_FOUND_BODY)
-    custom, missing = _custom_of(call.body)
-    return missing if missing is not None else (customer, custom)
-
-
 def _prepare_typed(call: ApiCall, custom: Any) -> tuple[dict[str, Any], dict[str, str]] | Answer:
     """Values and new definitions of the POST form (call it under the lock), or the 400/422."""
     try:
@@ -149,56 +140,66 @@ def _prepare_typed(call: ApiCall, custom: Any) -> tuple[dict[str, Any], dict[str
         return coded_error(422, exc.message, exc.key)
 
 
-def add_custom(call: ApiCall) -> Answer:
-    """POST: the seed call; defines new keys account-wide."""
-    with call.lock:
-        target = _target(call)
-        if isinstance(target, Answer):
-            return target
-        customer, custom = target
-        prepared = _prepare_typed(call, custom)
-        if isinstance(prepared, Answer):
-            return prepared
-        values, new_definitions = prepared
-        call.store.definitions.update(new_definitions)
-        customer.custom.update(values)
-        return json_answer(200, {"custom": dict(customer.custom)})
+def _whole_map(customer: StoredCustomer) -> Answer:
+    return json_answer(200, {"custom": dict(customer.custom)})
 
 
-def update_custom(call: ApiCall) -> Answer:
-    """PUT: values of keys already defined; errors in Rails style (``error_details``)."""
-    with call.lock:
-        target = _target(call)
-        if isinstance(target, Answer):
-            return target
-        customer, custom = target
-        try:
-            values = call.store.prepare_untyped(custom)
-        except TypeError as exc:
-            return _bad_custom(exc)
-        except AttributeValidationError as exc:
-            return json_answer(422, {"error_details": {exc.key or "custom": [exc.message]}})
-        customer.custom.update(values)
-        return json_answer(200, {"custom": dict(customer.custom)})
+def _post_values(call: ApiCall, customer: StoredCustomer, entries: Any) -> Answer:
+    prepared = _prepare_typed(call, entries)
+    if isinstance(prepared, Answer):
+        return prepared
+    values, new_definitions = prepared
+    call.store.definitions.update(new_definitions)
+    customer.custom.update(values)
+    return _whole_map(customer)
 
 
-def remove_custom(call: ApiCall) -> Answer:
-    """DELETE: keys the customer does not have are skipped; the answer's form is a setting."""
-    with call.lock:
-        target = _target(call)
-        if isinstance(target, Answer):
-            return target
-        customer, keys = target
-        if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
-            return json_answer(400, {"errors": {"custom": "must be an array of attribute keys"}})
-        for key in keys:
-            customer.custom.pop(key, None)
-        remaining = dict(customer.custom)
+def _put_values(call: ApiCall, customer: StoredCustomer, custom: Any) -> Answer:
+    try:
+        values = call.store.prepare_untyped(custom)
+    except TypeError as exc:
+        return _bad_custom(exc)
+    except AttributeValidationError as exc:
+        return json_answer(422, {"error_details": {exc.key or "custom": [exc.message]}})
+    customer.custom.update(values)
+    return _whole_map(customer)
+
+
+def _delete_keys(call: ApiCall, customer: StoredCustomer, keys: Any) -> Answer:
+    if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
+        return json_answer(400, {"errors": {"custom": "must be an array of attribute keys"}})
+    for key in keys:
+        customer.custom.pop(key, None)
     if call.settings.delete_status == 204:
         return Answer(204, b"", None)
     if call.settings.delete_status == 202:
         return json_answer(202, {"message": f"Custom attributes removed: {', '.join(keys)}"})
-    return json_answer(200, {"custom": remaining})
+    return _whole_map(customer)
+
+
+def _change_custom(call: ApiCall, change: Callable[[ApiCall, StoredCustomer, Any], Answer]) -> Answer:
+    """Under the lock: 404 for an unknown customer, 400 without ``custom``, else ``change``."""
+    with call.lock:
+        customer = call.store.customers.get(call.params["uuid"])
+        if customer is None:
+            return json_answer(404, CUSTOMER_NOT_FOUND_BODY)
+        custom, missing = _custom_of(call.body)
+        return missing if missing is not None else change(call, customer, custom)
+
+
+def add_custom(call: ApiCall) -> Answer:
+    """POST: the seed call; defines new keys account-wide."""
+    return _change_custom(call, _post_values)
+
+
+def update_custom(call: ApiCall) -> Answer:
+    """PUT: values of keys already defined; errors in Rails style (``error_details``)."""
+    return _change_custom(call, _put_values)
+
+
+def remove_custom(call: ApiCall) -> Answer:
+    """DELETE: keys the customer does not have are skipped; the answer's form is a setting."""
+    return _change_custom(call, _delete_keys)
 
 
 def add_custom_by_email(call: ApiCall) -> Answer:

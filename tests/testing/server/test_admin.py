@@ -70,3 +70,23 @@ def test_admin_log_without_bodies_and_custom_view(server: ChartMogulServer, api:
     assert requests.get(f"{admin}/customers?view=custom").json() == {
         SEED_UUID: {"channel": "Facebook", "age": 8}
     }
+
+
+def test_admin_unknown_endpoints_and_methods(server: ChartMogulServer) -> None:
+    admin = f"{server.url}/_testing"
+    for method, path in (
+        ("GET", ""),
+        ("GET", "/"),
+        ("GET", "/serve"),
+        ("GET", "/_store"),
+        ("PUT", "/config"),
+        ("PATCH", "/requests"),
+        ("GET", "/reset"),
+        ("POST", "/stats"),
+        ("GET", "/requests/extra"),
+    ):
+        response = requests.request(method, admin + path)
+        assert response.status_code == 404, (method, path)
+        assert response.json() == {"error": f"no admin endpoint {method} /_testing{path}"}
+    assert requests.get(f"{admin}/stats/").status_code == 200  # a trailing slash is ignored
+    assert requests.post(f"{admin}/config", data=b"{nope").json() == {"error": "body is not valid JSON"}
