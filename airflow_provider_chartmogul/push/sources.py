@@ -32,19 +32,7 @@ def iter_customer_input(customers: Any) -> Iterable[Any]:
     if isinstance(customers, LiteralValue):  # not rendered yet (execute called directly)
         customers = customers.value
     if isinstance(customers, str | bytes):
-        text = customers.decode() if isinstance(customers, bytes) else customers
-        try:
-            customers = json.loads(text)
-        except ValueError:
-            # Jinja without native rendering turns a list into its Python repr.
-            try:
-                customers = ast.literal_eval(text.strip())
-            except (ValueError, SyntaxError):
-                raise ChartMogulSourceError(
-                    f"customers is a string that is neither JSON nor a Python literal: {text[:80]!r}; "
-                    "pass a list of records, an XComArg, or set render_template_as_native_obj=True "
-                    "on the DAG"
-                ) from None
+        customers = _parse_text(customers)
     if isinstance(customers, Mapping):
         if "failures" in customers and "total" in customers:
             return failed_records(customers)
@@ -56,6 +44,31 @@ def iter_customer_input(customers: Any) -> Iterable[Any]:
     if isinstance(customers, list | tuple):
         return customers
     return guarded(customers, "customers")
+
+
+def _parse_text(customers: str | bytes) -> Any:
+    try:
+        text = customers.decode() if isinstance(customers, bytes) else customers
+    except UnicodeDecodeError as exc:
+        raise ChartMogulSourceError(f"customers is bytes that are not UTF-8 text: {exc}") from None
+    try:
+        parsed = json.loads(text)
+    except (ValueError, RecursionError):
+        # Jinja without native rendering turns a list into its Python repr.
+        try:
+            parsed = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError, RecursionError, MemoryError):
+            raise ChartMogulSourceError(
+                f"customers is a string that is neither JSON nor a Python literal: {text[:80]!r}; "
+                "pass a list of records, an XComArg, or set render_template_as_native_obj=True "
+                "on the DAG"
+            ) from None
+    if isinstance(parsed, str):
+        raise ChartMogulSourceError(
+            f"customers is a JSON string that holds another string ({parsed[:80]!r}): is it encoded "
+            "twice? Pass the records themselves, or their JSON once"
+        )
+    return parsed
 
 
 def guarded(items: Iterable[Any], what: str) -> Iterator[Any]:
@@ -106,11 +119,14 @@ def iter_sql_records(
     Any connection whose hook is a DB-API hook works (SQLite, PostgreSQL, MySQL, Snowflake, ...).
     """
     hook = BaseHook.get_connection(sql_conn_id).get_hook()
-    if not hasattr(hook, "get_conn"):
+    # Every Airflow hook has get_conn(); only a DB-API connection has cursor().
+    conn = hook.get_conn()
+    if not callable(getattr(conn, "cursor", None)):
+        if callable(getattr(conn, "close", None)):
+            conn.close()
         raise ChartMogulSourceError(
             f"connection {sql_conn_id!r} has a {type(hook).__name__}, which is not a SQL (DB-API) hook"
         )
-    conn = hook.get_conn()
     try:
         if _is_postgres(hook):
             cursor = conn.cursor(name=f"chartmogul_{uuid.uuid4().hex[:12]}")

@@ -162,12 +162,6 @@ def test_a_long_bad_string_is_quoted_only_in_part() -> None:
     assert "TAIL_NOT_SHOWN" not in str(caught.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,  # "DID NOT RAISE": the characters come out as records
-    reason="bug: a JSON string that decodes to a string (double-encoded JSON) is iterated character "
-    "by character, one bad record per character, instead of being refused",
-)
 def test_double_encoded_json_is_refused_not_read_character_by_character() -> None:
     double = json.dumps(json.dumps(RECORDS))
 
@@ -175,11 +169,11 @@ def test_double_encoded_json_is_refused_not_read_character_by_character() -> Non
         list(iter_customer_input(double))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeDecodeError,
-    reason="bug: bytes that are not UTF-8 raise UnicodeDecodeError instead of ChartMogulSourceError",
-)
+def test_input_nested_too_deep_to_parse_is_refused_as_a_source_error() -> None:
+    with pytest.raises(ChartMogulSourceError, match="neither JSON nor a Python literal"):
+        iter_customer_input("[" * 100_000)
+
+
 def test_bytes_that_are_not_text_are_refused_as_a_source_error() -> None:
     with pytest.raises(ChartMogulSourceError):
         iter_customer_input(b"\xff\xfe[]")
@@ -472,13 +466,6 @@ def test_stopping_early_closes_the_connection_and_releases_the_database(
         writer.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="bug: the 'not a SQL (DB-API) hook' check tests hasattr(hook, 'get_conn'), which every "
-    "Airflow hook has, so a ChartMogul connection fails with AttributeError ('Session' object has "
-    "no attribute 'cursor') instead of ChartMogulSourceError",
-)
 def test_a_connection_that_is_not_sql_is_a_source_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(
         "AIRFLOW_CONN_NOT_SQL",
