@@ -23,9 +23,7 @@ from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
         ("retry_budget", None, None),
     ],
 )
-def test_a_value_in_range_is_cast_to_the_settings_type(
-    name: str, value: Any, expected: Any
-) -> None:
+def test_a_value_in_range_is_cast_to_the_settings_type(name: str, value: Any, expected: Any) -> None:
     result = check_override(name, value)
     assert result == expected and type(result) is type(expected)
 
