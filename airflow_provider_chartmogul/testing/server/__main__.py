@@ -49,7 +49,7 @@ def _seed(server: ChartMogulServer, path: str) -> None:
         for key, type_ in (seed.get("definitions") or {}).items():
             server.define_attribute(key, type_)
         seed = seed.get("customers") or []
-    server._add_customers_quiet(seed)
+    server.load_customers(seed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

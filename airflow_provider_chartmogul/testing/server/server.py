@@ -194,9 +194,9 @@ class ChartMogulServer:
             shown.extend(customer.render() for customer in added)
         return shown
 
-    def _add_customers_quiet(self, customers: Iterable[Mapping[str, Any]]) -> list[str]:
-        # For the CLI's --seed: like add_customers, but renders nothing (a large seed file
-        # would otherwise add every rendered customer to the process's peak memory).
+    def load_customers(self, customers: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Like :meth:`add_customers`, but returns only the new uuids and renders nothing, so a
+        large seed (the CLI's ``--seed``) does not add every rendered customer to peak memory."""
         with self._lock:
             return self._store.load(customers)
 
