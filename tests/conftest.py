@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 
@@ -22,6 +24,17 @@ from tests.postgres import postgres_dsn  # noqa: F401 (a fixture)
 # Distinctive, so a leak is easy to find in logs, errors and reprs.
 API_KEY = "sk_test_7f3c9e1d5b2a4c68_SECRET"
 READ_ONLY_KEY = "ro_test_0a1b2c3d4e5f_SECRET"
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """Migrate the metadata database of the temporary AIRFLOW_HOME once per session."""
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, (
+        f"airflow db migrate failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+    )
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import pytest
 
 from airflow_provider_chartmogul.testing.server import ChartMogulServer
 from tests.conftest import connection_json
-from tests.example_dags.test_example_dags import EXAMPLE_DAGS, DagBag, airflow_db  # noqa: F401
+from tests.example_dags.test_example_dags import EXAMPLE_DAGS, DagBag
 
 PRODUCER = "chartmogul_attributes_asset_producer"
 CONSUMER = "chartmogul_attributes_asset_consumer"
@@ -76,7 +76,7 @@ def _run_in_fresh_process(dag_id: str, env: dict[str, str]) -> dict[str, Any]:
 
 @pytest.mark.db
 def test_a_successful_push_records_the_asset_event_queues_the_consumer_and_emits_lineage(
-    airflow_db: None,  # noqa: F811
+    airflow_db: None,
     chartmogul_server: ChartMogulServer,
     tmp_path: Path,
 ) -> None:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -104,17 +102,6 @@ def test_sharded_example_keeps_the_sum_of_its_shards_under_the_account_limits() 
 
 
 # ---- running: fixtures and helpers ---------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def airflow_db() -> None:
-    """Migrate the metadata database of the temporary AIRFLOW_HOME once per session."""
-    result = subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, (
-        f"airflow db migrate failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
-    )
 
 
 @pytest.fixture(scope="module")
