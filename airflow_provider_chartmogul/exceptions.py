@@ -13,17 +13,19 @@ from airflow_provider_chartmogul.redaction import scrub
 from airflow_provider_chartmogul.version_compat import AirflowException, AirflowFailException
 
 
-def shorten(value: Any, limit: int = 60) -> str:
-    """``repr`` of ``value``, cut to ``limit`` characters so errors and logs stay readable.
+def shorten(value: Any, limit: int = 60, *, quote: bool = True) -> str:
+    """``value`` as errors, labels and logs show it: its ``repr`` (with ``quote=False``, its
+    ``str``), secrets scrubbed, and only its first ``limit`` characters if it is longer.
 
-    The length given for a cut string is the string's own (as in "at most 255 characters, got
-    300"), not that of its quoted ``repr``.
+    A cut text ends with ``...(N chars)``. N is the length of the whole text, or of a ``str``
+    value itself (as in "at most 255 characters, got 300"), not of its quoted ``repr``. Secrets
+    are scrubbed before the cut: a secret cut in two could no longer be recognised.
     """
-    text = repr(value)
+    text = scrub(repr(value) if quote else str(value))
     if len(text) <= limit:
         return text
     size = len(value) if isinstance(value, str) else len(text)
-    return f"{text[: limit - 12]}...({size} chars)"
+    return f"{text[:limit]}...({size} chars)"
 
 
 class ChartMogulValidationError(ValueError):

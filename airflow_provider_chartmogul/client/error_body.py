@@ -15,6 +15,7 @@ import json
 import re
 from typing import Any
 
+from airflow_provider_chartmogul.exceptions import shorten
 from airflow_provider_chartmogul.redaction import scrub
 
 MAX_BODY_CHARS = 500
@@ -28,11 +29,9 @@ _HTML_SKIP = re.compile(r"<(script|style|head)\b.*?(?:</\1>|\Z)", re.IGNORECASE 
 
 
 def shorten_text(text: str, limit: int = MAX_BODY_CHARS) -> str:
-    """``text`` without secrets, cut to ``limit`` characters, with a marker saying how long it was."""
-    text = scrub(text)
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({len(text)} chars)"
+    """An answer body (or a message read from one) as errors show it: ``text`` unquoted, secrets
+    scrubbed, cut after ``limit`` characters (:func:`~airflow_provider_chartmogul.exceptions.shorten`)."""
+    return shorten(text, limit, quote=False)
 
 
 def _flatten(value: Any) -> str:

@@ -92,18 +92,10 @@ SQL_RESULT_LABEL = "SQL result"
 #: Label used in errors about the ``attribute_types`` mapping.
 ATTRIBUTE_TYPES_LABEL = "attribute_types"
 
-_LABEL_VALUE_LIMIT = 60
 _INT_UUID_HINT = (
     " (ChartMogul customer uuids are strings such as 'cus_...'; an integer id is probably an "
     "external_id: name the field or column external_id)"
 )
-
-
-def _short_text(text: str) -> str:
-    """``text`` unquoted, cut for a label."""
-    if len(text) <= _LABEL_VALUE_LIMIT:
-        return text
-    return f"{text[: _LABEL_VALUE_LIMIT - 12]}...({len(text)} chars)"
 
 
 @dataclass(slots=True)
@@ -125,14 +117,14 @@ class CustomerRecord:
     def label(self) -> str:
         """``customer_uuid=cus_...``, ``external_id=X (data_source_uuid=ds_...)`` or ``email=a@b.c``."""
         if self.customer_uuid is not None:
-            return f"customer_uuid={_short_text(self.customer_uuid)}"
+            return f"customer_uuid={shorten(self.customer_uuid, quote=False)}"
         if self.external_id is not None:
-            label = f"external_id={_short_text(self.external_id)}"
+            label = f"external_id={shorten(self.external_id, quote=False)}"
             if self.data_source_uuid is not None:
-                label += f" (data_source_uuid={_short_text(self.data_source_uuid)})"
+                label += f" (data_source_uuid={shorten(self.data_source_uuid, quote=False)})"
             return label
         if self.email is not None:
-            return f"email={_short_text(self.email)}"
+            return f"email={shorten(self.email, quote=False)}"
         return f"record #{self.index}"
 
     def to_record(self) -> dict[str, Any]:
