@@ -43,13 +43,10 @@ every other column is an attribute keyed by the column name. Its type comes from
 
 from __future__ import annotations
 
-import datetime as dt
 import difflib
-import math
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from airflow_provider_chartmogul.attributes import (
@@ -63,6 +60,7 @@ from airflow_provider_chartmogul.attributes import (
 )
 from airflow_provider_chartmogul.attributes.text import surrogate_problem
 from airflow_provider_chartmogul.exceptions import ChartMogulValidationError, shorten
+from airflow_provider_chartmogul.push.report import json_safe
 
 __all__ = [
     "IDENTIFIER_FIELDS",
@@ -430,24 +428,6 @@ def _identifier_from_sql(name: str, value: Any) -> Any:
     return value
 
 
-def _json_safe(value: Any) -> Any:
-    """A JSON-serialisable stand-in for a database value (for :attr:`RowError.record`)."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else repr(value)
-    if isinstance(value, Decimal):
-        try:
-            return normalize_value("Decimal", value)
-        except ValueError:
-            return str(value)
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    return shorten(value)
-
-
 def records_from_rows(
     columns: Sequence[str],
     rows: Iterable[Sequence[Any]],
@@ -517,7 +497,7 @@ def _iter_records(
                 f"row has {len(values)} values but the SQL result has {len(columns)} columns",
                 customer=label,
             )
-            yield RowError(index, label, str(error), _safe_record(record, []), None, error)
+            yield RowError(index, label, str(error), json_safe({**record, "custom": []}), None, error)
             continue
 
         custom: list[dict[str, Any]] = []
@@ -570,12 +550,6 @@ def _column_type(
     return type_, None
 
 
-def _safe_record(record: Mapping[str, Any], custom: list[dict[str, Any]]) -> dict[str, Any]:
-    safe = {name: _json_safe(value) for name, value in record.items() if name != "custom"}
-    safe["custom"] = [{**item, "value": _json_safe(item["value"])} for item in custom]
-    return safe
-
-
 def _row_error(index: int, record: dict[str, Any], problems: list[tuple[str, Any, str]]) -> RowError:
     label = describe_record(record, index)
     if len(problems) == 1:
@@ -586,4 +560,4 @@ def _row_error(index: int, record: dict[str, Any], problems: list[tuple[str, Any
             f"attribute {name!r}: value {shorten(value)}: {text}" for name, value, text in problems
         )
         error = ChartMogulValidationError(rule, customer=label)
-    return RowError(index, label, str(error), _safe_record(record, record["custom"]), problems[0][0], error)
+    return RowError(index, label, str(error), json_safe(record), problems[0][0], error)

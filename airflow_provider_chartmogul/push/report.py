@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import decimal
-import json
 import math
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from airflow_provider_chartmogul.attributes import normalize_value
+from airflow_provider_chartmogul.exceptions import shorten
 from airflow_provider_chartmogul.redaction import scrub
 
 Status = Literal["succeeded", "failed", "skipped"]
@@ -76,31 +78,38 @@ def _replayable(record: Any) -> Any:
 
 
 def json_safe(value: Any) -> Any:
-    """``value`` made strict JSON (for XCom and dead-letter rows), keeping what can be kept.
+    """``value`` made strict JSON (for XCom, reports, dead-letter rows and the record of a
+    ``RowError``), keeping what can be kept.
 
-    NaN and infinities have no JSON form; they become ``{"unrepresentable": "nan"}``, which a
-    replay rejects again as a nested value (``None`` could read as "clear this attribute", and the
-    string "nan" as valid text).
+    * NaN and infinities (``float`` or ``Decimal``) have no JSON form: they become
+      ``{"unrepresentable": "nan"}``, which a replay rejects again as a nested value (``None``
+      could read as "clear this attribute", and the string "nan" as valid text).
+    * A finite ``Decimal`` becomes the number a Decimal attribute sends for it (``Decimal('8')`` ->
+      ``8``, ``Decimal('8.50')`` -> ``8.5``), or its text when a float cannot hold it
+      (``"1E-400"``), which a replay then judges as the original was judged.
+    * Dates and times become ISO 8601, a ``uuid.UUID`` its text; mappings (keys made ``str``),
+      lists and tuples are walked; anything else becomes its shortened ``repr``.
     """
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"unrepresentable": repr(value)}
     if isinstance(value, decimal.Decimal):
         if not value.is_finite():
             return {"unrepresentable": str(value)}
-        value = int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return {"unrepresentable": repr(value)}
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
+        try:
+            return normalize_value("Decimal", value)
+        except ValueError:
+            return str(value)
     if isinstance(value, Mapping):
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
     if hasattr(value, "isoformat"):
         return value.isoformat()
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
-    return value
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return shorten(value)
 
 
 class RunReport:

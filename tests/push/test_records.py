@@ -829,3 +829,16 @@ def test_an_identifier_with_a_lone_surrogate_is_refused(field: str) -> None:
     message = str(info.value)
     assert message.startswith("record #3") and f"field {field!r}" in message
     assert "lone surrogate U+DC80" in message
+
+
+@pytest.mark.parametrize("nan", [float("nan"), Decimal("NaN")])
+def test_a_row_errors_record_is_strict_json_and_a_nan_in_it_is_refused_again(nan: Any) -> None:
+    columns = ["customer_uuid", "note", "logo"]
+    (error,) = _all(columns, [("cus_1", nan, b"\x00")], attribute_types={"note": "String"})
+    assert isinstance(error, RowError) and error.key == "logo"
+    (note,) = error.record["custom"]
+    assert note["value"] == {"unrepresentable": repr(nan) if isinstance(nan, float) else str(nan)}
+    json.dumps(error.record, allow_nan=False)
+    # The text "nan" would be a valid String; the marker is refused as the NaN itself was.
+    with pytest.raises(ChartMogulValidationError, match="single value"):
+        parse_record(error.record, index=0)
