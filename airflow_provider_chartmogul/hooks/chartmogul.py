@@ -11,14 +11,10 @@ from urllib.parse import quote
 
 import requests
 
-from airflow_provider_chartmogul.attributes import (
-    CustomAttribute,
-    normalize_custom,
-    validate_customer_uuid,
-    validate_key,
-)
+from airflow_provider_chartmogul.attributes import CustomAttribute, normalize_custom, validate_key
 from airflow_provider_chartmogul.client.engine import RequestEngine, RequestStats
 from airflow_provider_chartmogul.client.error_body import shorten_text
+from airflow_provider_chartmogul.client.identifiers import validate_customer_uuid
 from airflow_provider_chartmogul.client.settings import ClientSettings, build_settings, check_override
 from airflow_provider_chartmogul.client.settings_schema import CONNECTION_EXTRA_FIELDS
 from airflow_provider_chartmogul.exceptions import (
@@ -292,10 +288,7 @@ class ChartMogulHook(BaseHook):
             )
         body: dict[str, Any] = {}
         for key, value in custom.items():
-            try:
-                validate_key(key)
-            except ValueError as exc:
-                raise ChartMogulValidationError(str(exc), customer=label, key=str(key)) from None
+            validate_key(key, customer=label)
             inner = value.get("value") if isinstance(value, Mapping) else value
             if isinstance(inner, dt.datetime | dt.date):
                 inner = inner.isoformat()
@@ -321,12 +314,7 @@ class ChartMogulHook(BaseHook):
         path = self._customer_path(customer_uuid, "/attributes/custom")
         if isinstance(keys, str):
             keys = [keys]
-        checked = []
-        for key in keys:
-            try:
-                checked.append(validate_key(key))
-            except ValueError as exc:
-                raise ChartMogulValidationError(str(exc), customer=label, key=str(key)) from None
+        checked = [validate_key(key, customer=label) for key in keys]
         if not checked:
             raise ChartMogulValidationError("no keys to remove", customer=label)
         answer = self.request("DELETE", path, json_body={"custom": checked})

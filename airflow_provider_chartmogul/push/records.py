@@ -14,7 +14,7 @@ field                   rule
 identifier              exactly one of ``customer_uuid``, ``external_id``, ``email``. A field
                         whose value is ``None`` counts as not given (JSON ``null``, SQL NULL).
 ``customer_uuid``       a non-empty ``str`` safe in a URL path (see
-                        :func:`~airflow_provider_chartmogul.attributes.validate_customer_uuid`);
+                        :func:`~airflow_provider_chartmogul.client.identifiers.validate_customer_uuid`);
                         any format, ``cus_`` + UUID not required. An ``int`` is refused, from a
                         record and from SQL alike (it is probably an ``external_id``).
 ``external_id``         a non-empty, non-blank ``str`` (no lone surrogates); an ``int`` (not
@@ -55,10 +55,10 @@ from airflow_provider_chartmogul.attributes import (
     infer_type,
     normalize_custom,
     normalize_value,
-    validate_customer_uuid,
     validate_key,
 )
 from airflow_provider_chartmogul.attributes.text import surrogate_problem
+from airflow_provider_chartmogul.client.identifiers import validate_customer_uuid
 from airflow_provider_chartmogul.exceptions import ChartMogulValidationError, shorten
 from airflow_provider_chartmogul.push.report import json_safe
 
@@ -91,8 +91,8 @@ SQL_RESULT_LABEL = "SQL result"
 ATTRIBUTE_TYPES_LABEL = "attribute_types"
 
 _INT_UUID_HINT = (
-    " (ChartMogul customer uuids are strings such as 'cus_...'; an integer id is probably an "
-    "external_id: name the field or column external_id)"
+    "ChartMogul customer uuids are strings such as 'cus_...'; an integer id is probably an "
+    "external_id: name the field or column external_id"
 )
 
 
@@ -246,11 +246,8 @@ def parse_record(
         )
     customer_uuid = external_id = email = None
     if given[0] == "customer_uuid":
-        try:
-            customer_uuid = validate_customer_uuid(raw["customer_uuid"])
-        except ChartMogulValidationError as exc:
-            hint = _INT_UUID_HINT if isinstance(raw["customer_uuid"], int) else ""
-            raise _fail(exc.rule + hint, label, raw["customer_uuid"]) from None
+        hint = _INT_UUID_HINT if isinstance(raw["customer_uuid"], int) else ""
+        customer_uuid = validate_customer_uuid(raw["customer_uuid"], customer=label, hint=hint)
     elif given[0] == "external_id":
         external_id = _check_external_id(raw["external_id"], label)
     else:
@@ -330,12 +327,7 @@ def validate_attribute_types(attribute_types: Mapping[str, str] | None) -> dict[
         )
     result: dict[str, str] = {}
     for key, type_name in attribute_types.items():
-        try:
-            validate_key(key)
-        except ChartMogulValidationError as exc:
-            raise ChartMogulValidationError(
-                exc.rule, customer=ATTRIBUTE_TYPES_LABEL, value=key, has_value=True
-            ) from None
+        validate_key(key, customer=ATTRIBUTE_TYPES_LABEL)
         if key in IDENTIFIER_FIELDS:
             raise ChartMogulValidationError(
                 f"{key!r} is an identifier column, not an attribute; it cannot have a type",
@@ -384,15 +376,11 @@ def check_columns(columns: Sequence[str], attribute_types: Mapping[str, str] | N
             )
         seen.add(name)
         if name not in IDENTIFIER_FIELDS:
-            try:
-                validate_key(name)
-            except ChartMogulValidationError as exc:
-                raise ChartMogulValidationError(
-                    f"column name is not a valid attribute key: {exc.rule}; alias it in SQL",
-                    customer=SQL_RESULT_LABEL,
-                    value=name,
-                    has_value=True,
-                ) from None
+            validate_key(
+                name,
+                customer=SQL_RESULT_LABEL,
+                hint="the column name is not a valid attribute key: alias it in SQL",
+            )
     if not seen.intersection(LOOKUP_FIELDS):
         raise ChartMogulValidationError(
             "SQL result has no identifier column; expected one of customer_uuid, external_id, email",
