@@ -15,7 +15,6 @@ from airflow_provider_chartmogul.push.dead_letter import (
     validate_table_name,
     write_dead_letters,
 )
-from airflow_provider_chartmogul.push.records import validate_attribute_types
 from airflow_provider_chartmogul.push.report import RunReport
 from airflow_provider_chartmogul.push.run import (
     Clear,
@@ -26,6 +25,7 @@ from airflow_provider_chartmogul.push.run import (
     RunAborted,
 )
 from airflow_provider_chartmogul.push.sources import iter_customer_input, iter_sql_records
+from airflow_provider_chartmogul.push.sql_rows import validate_attribute_types
 from airflow_provider_chartmogul.version_compat import (
     AirflowFailException,
     BaseHook,

@@ -27,10 +27,11 @@ from airflow_provider_chartmogul.exceptions import (
 from airflow_provider_chartmogul.push.intake import CustomerIntake, Strategy
 from airflow_provider_chartmogul.push.listing import ListingReader
 from airflow_provider_chartmogul.push.plan import ObservedTypes, find_conflicts, plan_add, plan_sync
-from airflow_provider_chartmogul.push.records import CustomerRecord, RowError, describe_record, parse_record
+from airflow_provider_chartmogul.push.records import CustomerRecord, describe_record, parse_record
 from airflow_provider_chartmogul.push.report import Outcome, RunReport
 from airflow_provider_chartmogul.push.resolve import CustomerResolver, ResolutionError
 from airflow_provider_chartmogul.push.schedule import CustomerOrder, Entry
+from airflow_provider_chartmogul.push.sql_rows import RowError
 
 if TYPE_CHECKING:
     from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook

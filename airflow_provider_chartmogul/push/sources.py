@@ -19,8 +19,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from airflow_provider_chartmogul.exceptions import ChartMogulSourceError, ChartMogulValidationError
-from airflow_provider_chartmogul.push.records import RowError, records_from_rows
 from airflow_provider_chartmogul.push.report import failed_records
+from airflow_provider_chartmogul.push.sql_rows import RowError, records_from_rows
 from airflow_provider_chartmogul.redaction import scrub
 from airflow_provider_chartmogul.version_compat import AirflowException, BaseHook, LiteralValue
 
