@@ -14,7 +14,7 @@ from typing import Any
 
 import tenacity
 
-from airflow_provider_chartmogul.client.error_body import error_message, shorten_text
+from airflow_provider_chartmogul.client.error_body import MAX_BODY_CHARS, error_message
 from airflow_provider_chartmogul.client.flow import CircuitBreaker, ConcurrencyLimit, RetryQuota
 from airflow_provider_chartmogul.client.ratelimit import LimiterCancelled, RateLimiter
 from airflow_provider_chartmogul.client.settings import ClientSettings
@@ -25,6 +25,7 @@ from airflow_provider_chartmogul.exceptions import (
     ChartMogulCancelledError,
     ChartMogulTLSError,
     ChartMogulUnavailableError,
+    shorten,
 )
 
 # Server failures: retried under the retry quota, and what the circuit breaker counts.
@@ -287,11 +288,11 @@ class RequestEngine:
             except ValueError:
                 text = answer.text
                 error = ChartMogulAPIError(
-                    f"malformed JSON in the answer: {shorten_text(text, 200)!r}",
+                    f"malformed JSON in the answer: {shorten(text, 200, quote=False)!r}",
                     status=status,
                     method=method,
                     path=path,
-                    body=shorten_text(text),
+                    body=shorten(text, MAX_BODY_CHARS, quote=False),
                     retryable=True,
                 )
                 raise _Retryable(error) from None
@@ -302,7 +303,9 @@ class RequestEngine:
             message += " (check the API key in the connection's password field)"
         elif status == 403:
             message += " (the API key may be read-only: writing custom attributes needs a read-write key)"
-        error = error_class(message, status=status, method=method, path=path, body=shorten_text(text))
+        error = error_class(
+            message, status=status, method=method, path=path, body=shorten(text, MAX_BODY_CHARS, quote=False)
+        )
         if status == 429 or status in FAILURE_STATUSES:
             raise _Retryable(
                 error,

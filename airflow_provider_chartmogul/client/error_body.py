@@ -28,12 +28,6 @@ _SPACE = re.compile(r"\s+")
 _HTML_SKIP = re.compile(r"<(script|style|head)\b.*?(?:</\1>|\Z)", re.IGNORECASE | re.DOTALL)
 
 
-def shorten_text(text: str, limit: int = MAX_BODY_CHARS) -> str:
-    """An answer body (or a message read from one) as errors show it: ``text`` unquoted, secrets
-    scrubbed, cut after ``limit`` characters (:func:`~airflow_provider_chartmogul.exceptions.shorten`)."""
-    return shorten(text, limit, quote=False)
-
-
 def _flatten(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -85,4 +79,4 @@ def error_message(body: str, content_type: str | None = None) -> str:
         head = stripped[:MAX_SCAN_CHARS]
         looks_html = "html" in (content_type or "").lower() or head.lower().startswith(("<!doctype", "<html"))
         message = _text_from_html(head) if looks_html else _SPACE.sub(" ", head)
-    return shorten_text(message or stripped)
+    return shorten(message or stripped, MAX_BODY_CHARS, quote=False)

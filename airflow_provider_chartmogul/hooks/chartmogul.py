@@ -13,7 +13,6 @@ import requests
 
 from airflow_provider_chartmogul.attributes import CustomAttribute, normalize_custom, validate_key
 from airflow_provider_chartmogul.client.engine import RequestEngine, RequestStats
-from airflow_provider_chartmogul.client.error_body import shorten_text
 from airflow_provider_chartmogul.client.identifiers import validate_customer_uuid
 from airflow_provider_chartmogul.client.settings import ClientSettings, build_settings, check_override
 from airflow_provider_chartmogul.client.settings_schema import CONNECTION_EXTRA_FIELDS
@@ -21,6 +20,7 @@ from airflow_provider_chartmogul.exceptions import (
     ChartMogulAPIError,
     ChartMogulCancelledError,
     ChartMogulValidationError,
+    shorten,
 )
 from airflow_provider_chartmogul.get_provider_info import CONNECTION_TYPE, UI_FIELD_BEHAVIOUR
 from airflow_provider_chartmogul.redaction import register_secret
@@ -399,7 +399,7 @@ class ChartMogulHook(BaseHook):
         if isinstance(answer, dict) and isinstance(answer.get("custom"), dict):
             return answer["custom"]
         raise ChartMogulAPIError(
-            f"unexpected answer, no 'custom' map in it: {shorten_text(json.dumps(answer), 200)}",
+            f"unexpected answer, no 'custom' map in it: {shorten(json.dumps(answer), 200, quote=False)}",
             status=200,
         )
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from airflow_provider_chartmogul.client.error_body import error_message, shorten_text
+from airflow_provider_chartmogul.client.error_body import error_message
 from airflow_provider_chartmogul.redaction import register_secret, secret_forms
 from tests.conftest import API_KEY
 
@@ -183,17 +183,6 @@ def test_a_message_that_fits_is_not_marked_as_cut() -> None:
     assert error_message(json.dumps({"message": "y" * 500})) == "y" * 500
 
 
-def test_shorten_text_cuts_at_the_limit_given() -> None:
-    text = "".join(chr(ord("a") + i % 26) for i in range(300))
-
-    shortened = shorten_text(text, 100)
-
-    assert shortened.startswith(text[:80])
-    assert shortened.endswith("(300 chars)")
-    assert len(shortened) < 120
-    assert shorten_text(text[:100], 100) == text[:100]
-
-
 # ---------------------------------------------------------------------------------------------
 # Secrets
 # ---------------------------------------------------------------------------------------------
@@ -227,11 +216,3 @@ def test_a_key_at_the_cut_leaves_no_part_of_itself() -> None:
     assert message.startswith("e" * 480)
     for length in range(4, len(API_KEY) + 1):
         assert API_KEY[:length] not in message
-
-
-def test_shorten_text_scrubs_before_it_cuts() -> None:
-    register_secret(API_KEY)
-
-    shortened = shorten_text("abc" + API_KEY + "def", 10)
-
-    assert shortened == "abc***def"

@@ -9,6 +9,7 @@ import pytest
 
 from airflow_provider_chartmogul.client.settings import check_override
 from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
+from tests.conftest import API_KEY
 
 
 @pytest.mark.parametrize(
@@ -50,7 +51,7 @@ def test_a_value_outside_the_forms_range_is_named(name: str, value: Any, words: 
 def test_the_hook_refuses_a_bad_override_when_built_not_at_first_request(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_CM", json.dumps({"conn_type": "chartmogul", "password": "k"}))
+    monkeypatch.setenv("AIRFLOW_CONN_CM", json.dumps({"conn_type": "chartmogul", "password": API_KEY}))
     with pytest.raises(ValueError, match="max_connections must be a whole number between 1 and 20"):
         ChartMogulHook("cm", max_connections=50)
     assert ChartMogulHook("cm", max_connections=20).max_connections == 20
