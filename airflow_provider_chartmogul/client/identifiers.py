@@ -1,7 +1,9 @@
-"""Identifiers that go into a request's URL path: a ChartMogul customer UUID."""
+"""Customer identifiers: the UUID that goes into a request's URL path, and the ids an answer's
+customer object carries."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from airflow_provider_chartmogul.exceptions import ChartMogulValidationError
@@ -37,3 +39,22 @@ def validate_customer_uuid(uuid: Any, *, customer: str | None = None, hint: str 
         problem = f"a string, got {type(uuid).__name__}"
     rule = f"customer_uuid must be {problem}; {hint}" if hint else f"customer_uuid must be {problem}"
     raise ChartMogulValidationError(rule, customer=customer, value=uuid, has_value=True)
+
+
+def _ids(customer: Mapping[str, Any], one: str, many: str) -> set[str]:
+    values = {str(v) for v in customer.get(many) or [] if v}
+    if customer.get(one):
+        values.add(str(customer[one]))
+    return values
+
+
+def external_ids(customer: Mapping[str, Any]) -> set[str]:
+    """Every external id of a customer as the API shows it (``external_ids`` and ``external_id``:
+    a merged customer has several)."""
+    return _ids(customer, "external_id", "external_ids")
+
+
+def data_source_uuids(customer: Mapping[str, Any]) -> set[str]:
+    """Every data source of a customer as the API shows it (``data_source_uuids`` and
+    ``data_source_uuid``)."""
+    return _ids(customer, "data_source_uuid", "data_source_uuids")

@@ -13,7 +13,11 @@ import requests
 
 from airflow_provider_chartmogul.attributes import CustomAttribute, normalize_custom, validate_key
 from airflow_provider_chartmogul.client.engine import RequestEngine, RequestStats
-from airflow_provider_chartmogul.client.identifiers import validate_customer_uuid
+from airflow_provider_chartmogul.client.identifiers import (
+    data_source_uuids,
+    external_ids,
+    validate_customer_uuid,
+)
 from airflow_provider_chartmogul.client.settings import ClientSettings, build_settings, check_override
 from airflow_provider_chartmogul.client.settings_schema import CONNECTION_EXTRA_FIELDS
 from airflow_provider_chartmogul.exceptions import (
@@ -405,12 +409,6 @@ class ChartMogulHook(BaseHook):
 
 
 def _matches(customer: Mapping[str, Any], external_id: str | None, data_source_uuid: str | None) -> bool:
-    if external_id is not None:
-        ids = set(customer.get("external_ids") or []) | {customer.get("external_id")}
-        if external_id not in ids:
-            return False
-    if data_source_uuid is not None:
-        sources = set(customer.get("data_source_uuids") or []) | {customer.get("data_source_uuid")}
-        if data_source_uuid not in sources:
-            return False
-    return True
+    if external_id is not None and external_id not in external_ids(customer):
+        return False
+    return data_source_uuid is None or data_source_uuid in data_source_uuids(customer)

@@ -14,6 +14,7 @@ import logging
 import queue
 from typing import TYPE_CHECKING, Any, Literal
 
+from airflow_provider_chartmogul.client.identifiers import data_source_uuids, external_ids
 from airflow_provider_chartmogul.exceptions import ChartMogulCancelledError, ChartMogulFatalError
 from airflow_provider_chartmogul.push.listing import ListingReader
 from airflow_provider_chartmogul.push.plan import ObservedTypes
@@ -23,7 +24,6 @@ from airflow_provider_chartmogul.push.resolve import (
     CustomerDirectory,
     CustomerResolver,
     ResolutionError,
-    _ids,
 )
 from airflow_provider_chartmogul.push.schedule import CustomerOrder, Entry
 
@@ -219,10 +219,10 @@ class CustomerIntake:
     def _match_waiting(self, customer: dict[str, Any], uuid: str) -> None:
         if not self._waiting_ids:
             return
-        keys = [("external_id", str(e)) for e in _ids(customer, "external_id", "external_ids")]
+        keys = [("external_id", e) for e in external_ids(customer)]
         if customer.get("email"):
             keys.append(("email", str(customer["email"]).lower()))
-        sources = _ids(customer, "data_source_uuid", "data_source_uuids")
+        sources = data_source_uuids(customer)
         for key in keys:
             for entry in self._waiting_ids.get(key, ()):
                 if not entry.unresolved:

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_chartmogul.client.identifiers import data_source_uuids, external_ids
 from airflow_provider_chartmogul.exceptions import ChartMogulAPIError
 from airflow_provider_chartmogul.push.plan import ObservedTypes
 from airflow_provider_chartmogul.push.records import CustomerRecord
@@ -33,13 +34,6 @@ class ResolutionError(Exception):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
-
-
-def _ids(customer: Mapping[str, Any], one: str, many: str) -> set[str]:
-    values = {v for v in customer.get(many) or [] if v}
-    if customer.get(one):
-        values.add(customer[one])
-    return values
 
 
 def _pick(record: CustomerRecord, uuids: list[str]) -> str:
@@ -88,8 +82,8 @@ class CustomerDirectory:
     def add(self, customer: Mapping[str, Any]) -> None:
         uuid = customer["uuid"]
         self.customers += 1
-        self._sources[uuid] = tuple(_ids(customer, "data_source_uuid", "data_source_uuids"))
-        for external_id in _ids(customer, "external_id", "external_ids"):
+        self._sources[uuid] = tuple(data_source_uuids(customer))
+        for external_id in external_ids(customer):
             self._by_external_id.setdefault(str(external_id), []).append(uuid)
         if customer.get("email"):
             self._by_email.setdefault(customer["email"].lower(), []).append(uuid)

@@ -1,4 +1,4 @@
-"""Tests of identifiers that go into URL paths (``airflow_provider_chartmogul.client.identifiers``)."""
+"""Customer identifiers (``client.identifiers``): UUIDs that go into URL paths, ids in answers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,11 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_chartmogul.client.identifiers import validate_customer_uuid
+from airflow_provider_chartmogul.client.identifiers import (
+    data_source_uuids,
+    external_ids,
+    validate_customer_uuid,
+)
 from airflow_provider_chartmogul.exceptions import ChartMogulValidationError
 
 HUGE = 10_000
@@ -63,3 +67,20 @@ def test_an_invalid_customer_uuid_error_ends_with_the_hint() -> None:
     assert str(exc_info.value) == (
         "record #0: value 42: customer_uuid must be a string, got int; name the field external_id"
     )
+
+
+def test_a_merged_customer_has_every_external_id_and_data_source_of_its_parts() -> None:
+    customer = {
+        "external_id": "acct-1",
+        "external_ids": ["acct-1", "acct-2", None, ""],
+        "data_source_uuid": "ds_a",
+        "data_source_uuids": ["ds_b"],
+    }
+
+    assert external_ids(customer) == {"acct-1", "acct-2"}
+    assert data_source_uuids(customer) == {"ds_a", "ds_b"}
+
+
+def test_a_customer_with_no_ids_has_none() -> None:
+    assert external_ids({"external_id": None}) == set() == data_source_uuids({})
+    assert external_ids({"external_ids": [42]}) == {"42"}
