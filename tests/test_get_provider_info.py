@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import pathlib
+from types import SimpleNamespace
 
 import jsonschema
 import pytest
@@ -155,9 +156,10 @@ def test_verify_form_value_round_trips_to_the_hook(stored: object, expected: obj
     schema = get_provider_info()["connection-types"][0]["conn-fields"]["verify"]["schema"]
     if not isinstance(stored, bool):
         jsonschema.validate(stored, schema)
-    settings = build_settings(
-        conn_id="c", host=None, port=None, password="sk_test_1234567", extra={"verify": stored}
+    conn = SimpleNamespace(
+        conn_id="c", host=None, port=None, password="sk_test_1234567", extra_dejson={"verify": stored}
     )
+    settings = build_settings(conn)
     assert settings.verify == expected
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from airflow_provider_chartmogul.client.settings_schema import CONNECTION_EXTRA_FIELDS, DEFAULT_BASE_URL
@@ -144,16 +144,24 @@ def check_override(name: str, value: Any) -> Any:
     return kind(value)
 
 
-def build_settings(
-    *,
-    conn_id: str,
-    host: str | None,
-    port: int | None,
-    password: str | None,
-    extra: dict[str, Any],
-    overrides: dict[str, Any] | None = None,
-) -> ClientSettings:
+class ConnectionFields(Protocol):
+    """The fields settings are read from, as an Airflow ``Connection`` has them."""
+
+    @property
+    def conn_id(self) -> str: ...
+    @property
+    def host(self) -> str | None: ...
+    @property
+    def port(self) -> int | None: ...
+    @property
+    def password(self) -> str | None: ...
+    @property
+    def extra_dejson(self) -> dict[str, Any]: ...
+
+
+def build_settings(conn: ConnectionFields, *, overrides: dict[str, Any] | None = None) -> ClientSettings:
     """Settings from a connection's fields; ``overrides`` (hook/operator arguments) win over extras."""
+    conn_id, password, extra = conn.conn_id, conn.password, conn.extra_dejson
     api_key = (password or extra.get("api_key") or "").strip()
     if not api_key:
         raise ChartMogulConfigurationError(
@@ -170,7 +178,7 @@ def build_settings(
         values[name] = _cast(name, value, kind, conn_id)
     verify = _cast_verify(extra.get("verify", True), conn_id)
     return ClientSettings(
-        base_url=normalize_base_url(host, port),
+        base_url=normalize_base_url(conn.host, conn.port),
         api_key=api_key,
         verify=verify,
         **values,

@@ -137,14 +137,7 @@ class ChartMogulHook(BaseHook):
             with self._setup_lock:
                 if self._settings is None:
                     conn = self.get_connection(self.chartmogul_conn_id)
-                    settings = build_settings(
-                        conn_id=self.chartmogul_conn_id,
-                        host=conn.host,
-                        port=conn.port,
-                        password=conn.password,
-                        extra=conn.extra_dejson,
-                        overrides=self._overrides,
-                    )
+                    settings = build_settings(conn, overrides=self._overrides)
                     register_secret(settings.api_key)
                     self._settings = settings
         return self._settings

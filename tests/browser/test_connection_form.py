@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -293,6 +294,8 @@ def test_verify_field_round_trips_to_the_hooks_settings(
         extra = _saved_extra(page, dialog, connection_id, base_url)
         assert extra.get("verify", "true") == (typed or "true"), extra
         settings = build_settings(
-            conn_id=connection_id, host=base_url, port=None, password=BROWSER_API_KEY, extra=extra
+            SimpleNamespace(
+                conn_id=connection_id, host=base_url, port=None, password=BROWSER_API_KEY, extra_dejson=extra
+            )
         )
         assert settings.verify == expected, (connection_id, extra)
