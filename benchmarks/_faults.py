@@ -12,6 +12,7 @@ from _harness import (
     Runner,
     compare_with_server,
     fmt_int,
+    heading,
     nothing_lost,
     panel,
     per_second,
@@ -32,10 +33,10 @@ TRICKLE_SECONDS = 1.5
 def _errors(runner: Runner, results: Results, kind: str) -> None:
     section = f"errors_{kind}"
     count = runner.settings.scenario_customers
-    say()
-    say(
-        f"== {section}: {fmt_int(count)} customers, {FAULT_SHARE:.0%} of answers a random {kind} "
-        "(the server's fault, not its parallel limit), no latency"
+    heading(
+        section,
+        f"{fmt_int(count)} customers, {FAULT_SHARE:.0%} of answers a random {kind} "
+        "(the server's fault, not its parallel limit), no latency",
     )
     server = runner.server_at_limits(section, latency=0.0)
     with server:
@@ -82,8 +83,7 @@ def section_down(runner: Runner, results: Results) -> None:
     section = "down"
     count = runner.settings.down_customers
     url = f"http://127.0.0.1:{_closed_port()}"
-    say()
-    say(f"== {section}: ChartMogul unreachable (connection refused at {url}), {fmt_int(count)} customers")
+    heading(section, f"ChartMogul unreachable (connection refused at {url}), {fmt_int(count)} customers")
     say(f"   provider at defaults; the process is killed after {DOWN_KILL_SECONDS:.0f} s ...")
     try:
         result = runner.run_case(
@@ -143,11 +143,11 @@ def section_down(runner: Runner, results: Results) -> None:
 def section_slow_loris(runner: Runner, results: Results) -> None:
     section = "slow_loris"
     count = runner.settings.loris_customers
-    say()
-    say(
-        f"== {section}: {fmt_int(count)} customers; the first answer trickles in one byte every "
+    heading(
+        section,
+        f"{fmt_int(count)} customers; the first answer trickles in one byte every "
         f"{TRICKLE_SECONDS} s; connection timeout {LORIS_EXTRA['timeout']}, max_retries "
-        f"{LORIS_EXTRA['max_retries']}, retry_budget {LORIS_EXTRA['retry_budget']}"
+        f"{LORIS_EXTRA['max_retries']}, retry_budget {LORIS_EXTRA['retry_budget']}",
     )
     server = runner.server_at_limits(section)
     with server:

@@ -101,6 +101,12 @@ def say(text: str = "") -> None:
     print(text, flush=True)
 
 
+def heading(section: str, text: str) -> None:
+    """A blank line, then the line that opens a section's output: ``== section: text``."""
+    say()
+    say(f"== {section}: {text}")
+
+
 def fmt_int(value: int) -> str:
     return f"{value:,}"
 

@@ -18,6 +18,7 @@ from _harness import (
     Runner,
     cpu_ms_per_customer,
     fmt_int,
+    heading,
     per_second,
     print_table,
     say,
@@ -49,8 +50,7 @@ def make_sqlite_source(path: Path, rows: int) -> None:
 
 def section_memory(runner: Runner, results: Results) -> None:
     small, large = runner.settings.memory_rows
-    say()
-    say(f"== memory: SQL source (SQLite) of {fmt_int(small)} and {fmt_int(large)} rows")
+    heading("memory", f"SQL source (SQLite) of {fmt_int(small)} and {fmt_int(large)} rows")
     database = runner.workdir / "source.db"
     make_sqlite_source(database, large)
     seed = write_seed_file(runner.workdir / "memory-seed.json", server_customers(large))
@@ -163,10 +163,9 @@ def section_resolution(runner: Runner, results: Results) -> None:
     records = runner.settings.resolve_records
     sample = runner.settings.per_customer_records
     limit = math.ceil(account / LOOKUP_PAGE_SIZE) + LOOKUP_SLACK
-    say()
-    say(
-        f"== resolution: {fmt_int(records)} records by external_id in an account of {fmt_int(account)} "
-        "customers"
+    heading(
+        "resolution",
+        f"{fmt_int(records)} records by external_id in an account of {fmt_int(account)} customers",
     )
     server = runner.server("resolution", record_requests=True)
     runs: dict[str, dict[str, Any]] = {}

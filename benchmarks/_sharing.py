@@ -19,6 +19,7 @@ from _harness import (
     Runner,
     compare_with_server,
     fmt_int,
+    heading,
     is_other_client,
     nothing_lost,
     panel,
@@ -45,10 +46,10 @@ def _share_429(entries: list[Mapping[str, Any]]) -> tuple[int, int, float]:
 def section_shared_account(runner: Runner, results: Results) -> None:
     section = "shared_account"
     count = runner.settings.scenario_customers
-    say()
-    say(
-        f"== {section}: {fmt_int(count)} customers while another integration sends "
-        f"{OTHER_RATE:.0f} req/s on the same key (GET /v1/customers/{{uuid}}, 429s not retried)"
+    heading(
+        section,
+        f"{fmt_int(count)} customers while another integration sends "
+        f"{OTHER_RATE:.0f} req/s on the same key (GET /v1/customers/{{uuid}}, 429s not retried)",
     )
     server = runner.server_at_limits(section)
     with server:
@@ -145,8 +146,7 @@ def _task_of(count: int) -> Any:
 def section_two_tasks(runner: Runner, results: Results) -> None:
     section = "two_tasks"
     count = runner.settings.scenario_customers
-    say()
-    say(f"== {section}: two provider processes at defaults, {fmt_int(count)} customers each, one account")
+    heading(section, f"two provider processes at defaults, {fmt_int(count)} customers each, one account")
     server = runner.server_at_limits(section)
     with server:
         server.seed(server_customers(2 * count))

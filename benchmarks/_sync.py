@@ -12,6 +12,7 @@ from _harness import (
     Results,
     Runner,
     fmt_int,
+    heading,
     nothing_lost,
     panel,
     push,
@@ -38,10 +39,10 @@ def section_daily_sync(runner: Runner, results: Results) -> None:
     section = "daily_sync"
     count, sample = runner.settings.sync_customers, runner.settings.sync_sample
     changed = sum(1 for i in range(count) if i % SYNC_CHANGED_EVERY == 0)
-    say()
-    say(
-        f"== {section}: an account of {fmt_int(count)} customers, {fmt_int(count)} records of which "
-        f"{fmt_int(changed)} ({1 / SYNC_CHANGED_EVERY:.0%}) changed, mode='sync'"
+    heading(
+        section,
+        f"an account of {fmt_int(count)} customers, {fmt_int(count)} records of which "
+        f"{fmt_int(changed)} ({1 / SYNC_CHANGED_EVERY:.0%}) changed, mode='sync'",
     )
 
     small = write_seed_file(runner.path("sync-sample-seed.json"), synced_customers(sample))

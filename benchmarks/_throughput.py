@@ -16,6 +16,7 @@ from _harness import (
     cpu_ms_per_customer,
     fmt_int,
     git_state,
+    heading,
     nothing_lost,
     panel,
     per_second,
@@ -66,8 +67,7 @@ def section_throughput(runner: Runner, results: Results) -> None:
         "throughput",
         record_requests=True,  # about 2 log entries per customer: the timeline below reads them
     )
-    say()
-    say(f"== throughput: {fmt_int(count)} customers, {ATTRIBUTES_PER_CUSTOMER} custom attributes each")
+    heading("throughput", f"{fmt_int(count)} customers, {ATTRIBUTES_PER_CUSTOMER} custom attributes each")
     with server:
         say(f"   server: separate process, {server.describe()}; {fmt_int(count)} customers seeded")
         customers = server_customers(count)
