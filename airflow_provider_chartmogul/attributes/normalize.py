@@ -15,21 +15,14 @@ from airflow_provider_chartmogul.exceptions import ChartMogulValidationError, sh
 # Left on the attributes normalize_attribute made, so that checking them again can be skipped.
 # Only this module can reach it: no constructor argument or public name sets it.
 _CHECKED = object()
-_new = object.__new__
 _set = object.__setattr__
 
 
 def _checked(
     type_: str, key: str, value: str | int | float | bool | None, source: str | None
 ) -> CustomAttribute:
-    # The slots are set directly: the frozen dataclass's __init__ is slower, and this runs once
-    # per attribute sent. A field missed here fails every test that compares attributes.
-    attribute = _new(CustomAttribute)
-    _set(attribute, "type", type_)
-    _set(attribute, "key", key)
-    _set(attribute, "value", value)
-    _set(attribute, "source", source)
-    _set(attribute, "_checked_by", _CHECKED)
+    attribute = CustomAttribute(type_, key, value, source)
+    _set(attribute, "_checked_by", _CHECKED)  # frozen: the one field the constructor does not take
     return attribute
 
 
