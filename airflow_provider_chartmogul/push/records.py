@@ -1,42 +1,4 @@
-"""Customer records: who to update and which attributes to push.
-
-A record, in the operator's input shape::
-
-    {"customer_uuid": "cus_...", "custom": [{"type": "String", "key": "channel", "value": "Facebook"}]}
-    {"external_id": "42", "data_source_uuid": "ds_...", "custom": [...]}
-    {"email": "a@example.com", "custom": [...]}
-
-Record rules (:func:`parse_record`):
-
-======================  ========================================================================
-field                   rule
-======================  ========================================================================
-identifier              exactly one of ``customer_uuid``, ``external_id``, ``email``. A field
-                        whose value is ``None`` counts as not given (JSON ``null``, SQL NULL).
-``customer_uuid``       a non-empty ``str`` safe in a URL path (see
-                        :func:`~airflow_provider_chartmogul.client.identifiers.validate_customer_uuid`);
-                        any format, ``cus_`` + UUID not required. An ``int`` is refused, from a
-                        record and from SQL alike (it is probably an ``external_id``).
-``external_id``         a non-empty, non-blank ``str`` (no lone surrogates); an ``int`` (not
-                        ``bool``) is accepted and converted with ``str()`` since SQL ids are
-                        often integers.
-``data_source_uuid``    only together with ``external_id``; a non-empty ``str`` without
-                        whitespace or control characters.
-``email``               a ``str`` with exactly one ``@`` and text on both sides (nothing stricter;
-                        no lone surrogates).
-``custom``              required; a list of attributes (an empty list is valid: nothing to send).
-                        An attribute whose value is ``None`` is left out, as a SQL NULL is, unless
-                        clears are allowed (then it removes the attribute).
-``error`` ``status``    ignored, so that failure entries of our own report can be fed back as
-``stage``               records.
-anything else           rejected by name.
-======================  ========================================================================
-
-Errors are :class:`~airflow_provider_chartmogul.exceptions.ChartMogulValidationError` labelled
-with :func:`describe_record` (``record #3 (external_id='abc')``), where ``#3`` is the 0-based
-position in the input, the same number as :attr:`CustomerRecord.index`. SQL rows become records
-of this shape in :mod:`~airflow_provider_chartmogul.push.sql_rows`.
-"""
+"""Customer records: who to update and which attributes to push (rules: docs/record-rules.md)."""
 
 from __future__ import annotations
 

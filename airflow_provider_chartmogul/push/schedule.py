@@ -1,18 +1,6 @@
-"""Per-customer order: which records may be written now, so that one customer's writes follow input order.
-
-The rule (README, "Order of writes"):
-
-1. Records for one ChartMogul customer are written one after the other, in input order, whatever
-   identifier each uses (``customer_uuid``, ``external_id``, ``email``): the last one wins.
-2. A record whose customer is not known yet (a lookup in flight, or waiting for the listing)
-   holds back every later record that could be the same customer. With the customer listing,
-   a customer already indexed is known by all its identifiers, so only the records that match it
-   hold it back; a customer not indexed yet could be anyone, so any earlier unknown holds it back.
-3. Records for different customers run concurrently, in any order.
-
-This module is bookkeeping only (no I/O, no threads): the pusher's main thread tells it what it
-learns, and asks which records may start.
-"""
+"""Per-customer order: which records may be written now, so that one customer's writes follow input
+order (the rule: README, "Order of writes"). Bookkeeping only, no I/O or threads: the pusher's
+main thread tells it what it learns and asks which records may start."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ through a server-side cursor), so a query of any size runs in constant memory.
 
 An input that breaks while it is read (an upstream generator or a lazy XCom sequence that raises,
 a database connection lost between batches) ends with one :class:`~airflow_provider_chartmogul.
-records.RowError` saying so, instead of the exception: the run then reports every record read
+push.sql_rows.RowError` saying so, instead of the exception: the run then reports every record read
 before it, and that error, as a failure.
 """
 
