@@ -11,7 +11,7 @@ from pathlib import Path
 import pendulum
 import pytest
 
-import airflow_provider_chartmogul
+import airflow_provider_chartmogul.openlineage
 from airflow_provider_chartmogul.operators.custom_attributes import AddCustomAttributesOperator
 from airflow_provider_chartmogul.testing.server import ChartMogulServer
 
@@ -185,7 +185,7 @@ def test_without_the_openlineage_provider_there_is_no_lineage_and_the_push_still
     for name in [m for m in sys.modules if m.startswith("airflow.providers.openlineage")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.delitem(sys.modules, "airflow_provider_chartmogul.openlineage.lineage", raising=False)
-    monkeypatch.delattr(airflow_provider_chartmogul, "lineage", raising=False)
+    monkeypatch.delattr(airflow_provider_chartmogul.openlineage, "lineage", raising=False)
     monkeypatch.setitem(sys.modules, "airflow.providers.openlineage", None)  # import raises ImportError
     op = AddCustomAttributesOperator(
         task_id="push",
