@@ -145,6 +145,8 @@ def _normalize_boolean(value: Any) -> bool:
     rule = f"is not a valid Boolean: must be true/false, the int 1 or 0, or one of {_BOOLEAN_SPELLINGS}"
     if isinstance(value, bool):
         return value
+    if isinstance(value, Decimal) and value.is_finite() and value in (0, 1):  # NUMERIC(1) columns
+        return value == 1
     if isinstance(value, int):
         if value in (0, 1):
             return value == 1

@@ -77,6 +77,8 @@ GOOD_VALUES: list[tuple[str, Any, Any]] = [
     ("Boolean", False, False),
     ("Boolean", 1, True),
     ("Boolean", 0, False),
+    ("Boolean", Decimal("1"), True),
+    ("Boolean", Decimal("0.0"), False),
 ]
 
 
@@ -161,6 +163,9 @@ BAD_VALUES: list[tuple[str, Any, str]] = [
     ("Boolean", " true ", "not a valid Boolean"),
     ("Boolean", "0\n", "not a valid Boolean"),
     ("Boolean", "True", "TRUE, true, t, 1, FALSE, false, f, 0"),
+    ("Boolean", Decimal("2"), "not a valid Boolean"),
+    ("Boolean", Decimal("NaN"), "not a valid Boolean"),
+    ("Boolean", Decimal("sNaN"), "not a valid Boolean"),
     ("Boolean", "False", "not a valid Boolean"),
     ("Boolean", "T", "not a valid Boolean"),
     ("Boolean", "no", "not a valid Boolean"),
