@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from airflow_provider_chartmogul.attributes import normalize_value
 from airflow_provider_chartmogul.exceptions import shorten
-from airflow_provider_chartmogul.redaction import scrub
+from airflow_provider_chartmogul.redaction import scrub, scrub_value
 
 Status = Literal["succeeded", "failed", "skipped"]
 Stage = Literal["input", "validation", "resolution", "conflict", "api", "aborted"]
@@ -142,7 +142,7 @@ class RunReport:
                     "stage": outcome.stage,
                     "status": outcome.http_status,
                     "error": scrub(outcome.error) if outcome.error else outcome.error,
-                    "record": json_safe(_replayable(outcome.record)),
+                    "record": scrub_value(json_safe(_replayable(outcome.record))),
                 }
             )
         if self.keep_plan and outcome.status != "failed":

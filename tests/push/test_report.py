@@ -552,3 +552,15 @@ def test_the_result_is_strict_json_whatever_the_input() -> None:
     safe = json_safe(value)
 
     assert _strict_json(safe) == safe
+
+
+def test_the_key_in_a_failed_records_own_values_is_scrubbed_too() -> None:
+    register_secret(API_KEY)
+    raw = {"customer_uuid": "cus_1", "custom": [{"type": "String", "key": "note", "value": f"k={API_KEY}"}]}
+    report = RunReport(mode="add", dry_run=False)
+    report.add(Outcome.failure("api", describe_record(raw, 0), raw, "HTTP 500"))
+
+    shown = json.dumps(report.as_dict())
+
+    assert API_KEY not in shown
+    assert failed_records(report.as_dict())[0]["custom"][0]["value"] == "k=***"
