@@ -18,7 +18,6 @@ most of a run's time is spent in retry back-off, which overlaps well.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import time
@@ -203,6 +202,7 @@ def test_nothing_lost_under_faults(fault_runs: dict[str, FaultRun], kind: str) -
     # -- every record in exactly one outcome, each failure with a reason --------------------------------
     rejected: set[int] = set()
     failed: set[str] = set()
+    unsure: set[str] = set()  # failed with no answer to the last attempt: it may have been applied
     for failure in report["failures"]:
         assert failure["error"], failure
         if failure["stage"] == "validation":
@@ -217,6 +217,8 @@ def test_nothing_lost_under_faults(fault_runs: dict[str, FaultRun], kind: str) -
             uuid = failure["customer_uuid"]
             assert uuid in data.valid and uuid not in failed, failure
             failed.add(uuid)
+            if "may or may not have been applied" in failure["error"]:
+                unsure.add(uuid)
             assert failure["error"].startswith(f"ChartMogul POST {CUSTOM_PATH.format(uuid)} failed"), failure
             # the record, ready to replay: exactly what was handed in
             assert failure["record"] == typed_record(uuid, data.valid[uuid])
@@ -227,7 +229,10 @@ def test_nothing_lost_under_faults(fault_runs: dict[str, FaultRun], kind: str) -
     assert report["added"] == 5 * len(written)
 
     # -- the server holds exactly what was reported written, with its values ----------------------------
-    assert run.state == {uuid: stored_values(data.valid[uuid]) for uuid in written}
+    # (and perhaps a customer whose failure says its last attempt may have been applied: on a loaded
+    # machine an answer can come after the client's deadline; the report then says so)
+    assert set(written) <= set(run.state) <= written | unsure
+    assert run.state == {uuid: stored_values(data.valid[uuid]) for uuid in run.state}
     assert run.definitions == TYPED_DEFINITIONS
     by_uuid: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
     for entry in sorted(run.log, key=lambda entry: entry["started"]):  # logged when answered
@@ -239,24 +244,18 @@ def test_nothing_lost_under_faults(fault_runs: dict[str, FaultRun], kind: str) -
         for entry in entries
         if entry["status"] == 200 and entry["fault"] is None
     )
-    assert set(applied) == written
+    assert set(applied) == set(run.state)
     # A write is applied once, unless its answer came after the client's deadline: the client could
     # not know, so it retried (the same values: harmless). On a loaded machine that happens; what
-    # must never happen is a retry of a write the client had its answer for, which would follow it
-    # within a back-off (at most 0.5 s for a first retry), not after a whole timeout.
-    for uuid, times in applied.items():
-        if times > 1:
-            entries = by_uuid[uuid]
-            for earlier, later in itertools.pairwise(entries):
-                if earlier["status"] == 200 and earlier["fault"] is None:
-                    assert later["started"] - earlier["started"] >= SETTINGS["timeout"], (
-                        f"{uuid}: an answered write was sent again"
-                    )
-    assert sum(times - 1 for times in applied.values()) <= 0.01 * VALID, "many writes applied twice"
+    # must never happen is a retry of a write the client had its answer for. The server cannot tell
+    # when the client's deadline was, so the client's own count decides: every write applied again
+    # follows an attempt that got no answer.
+    stats = report["requests"]
+    applied_again = sum(times - 1 for times in applied.values())
+    assert applied_again <= stats["connection_errors"], "an answered write was sent again"
 
     # -- transient faults are absorbed -----------------------------------------------------------------
     assert len(written) >= 0.99 * VALID, f"only {len(written)} of {VALID} written"
-    stats = report["requests"]
     assert stats["requests"] == len(run.log), "the client and the server disagree on the requests sent"
     assert stats["retries"] == len(run.log) - VALID
 
@@ -268,7 +267,9 @@ def test_nothing_lost_under_faults(fault_runs: dict[str, FaultRun], kind: str) -
         if uuid in failed:
             error = next(f["error"] for f in report["failures"] if f["customer_uuid"] == uuid)
             assert f"after {len(entries)} attempts" in error
-            assert all(entry["fault"] for entry in entries)
+            # faulted, except a write answered after the deadline of a customer reported unsure
+            assert all(entry["fault"] or uuid in unsure for entry in entries)
+            assert (uuid in run.state) == (uuid in applied)
         else:  # retried until applied, then nothing more
             assert (entries[-1]["status"], entries[-1]["fault"]) == (200, None), uuid
             # (an unfaulted 200 before the last is a write answered after the deadline, checked above)
