@@ -4,7 +4,6 @@ message out of every body shape ChartMogul and proxies answer with, short, and w
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -166,15 +165,13 @@ def test_a_huge_text_body_is_cut_to_a_few_hundred_characters() -> None:
     assert message.endswith(" chars)")
 
 
-def test_a_huge_malformed_html_body_is_read_quickly() -> None:
-    # Unclosed tags and blocks: patterns that backtrack would take seconds on this.
+def test_a_huge_malformed_html_body_still_gives_its_title_and_a_short_message() -> None:
+    # Unclosed tags and blocks (how long reading them takes is checked end to end, with a
+    # generous bound, in tests/reliability/test_security.py).
     body = "<html><title>Error" + "<div <p <script " * 100_000 + "<style" * 50_000
 
-    started = time.monotonic()
     message = error_message(body, "text/html")
-    elapsed = time.monotonic() - started
 
-    assert elapsed < 2.0
     assert message.startswith("Error")
     assert len(message) < 600
 
