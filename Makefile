@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
 	$(UV) venv --allow-existing --quiet -p 3.11 $(VENV)
 	$(UV) pip install --quiet -p $(BIN)/python "apache-airflow==$(AIRFLOW_VERSION)" \
-		-e ".[sql,postgres,openlineage,redis]" --group test --group dev --group browser
+		-e ".[sql,postgres,openlineage,redis]" --group test --group dev --group browser --group docs
 	@touch $@
 
 install: $(VENV)/.installed

@@ -32,12 +32,26 @@ except ImportError:  # Airflow 2.8+
 
 LiteralValue: type[Any] = type(literal(None))
 
+# Airflow's metrics front end: the task SDK's on 3.3+ (airflow.stats warns there), core's before.
+try:  # Airflow 3.3+
+    from airflow.sdk.observability.stats import Stats
+except ImportError:  # Airflow 2.10+, 3.0 to 3.2
+    from airflow.stats import Stats  # type: ignore[no-redef]
+
+# The running task's context; raises outside a task.
+try:  # Airflow 3
+    from airflow.sdk import get_current_context
+except ImportError:  # Airflow 2
+    from airflow.operators.python import get_current_context  # type: ignore[no-redef]
+
 __all__ = [
     "AirflowException",
     "AirflowFailException",
     "BaseHook",
     "BaseOperator",
     "LiteralValue",
+    "Stats",
+    "get_current_context",
     "literal",
     "mask_secret",
 ]
