@@ -24,6 +24,15 @@ except ImportError:  # Airflow 2, 3.0 and 3.1
         AirflowFailException,
     )
 
+# What BaseHook.get_connection raises for an undefined connection id; what execution_timeout raises.
+try:  # Airflow 3
+    from airflow.sdk.exceptions import AirflowNotFoundException, AirflowTaskTimeout
+except ImportError:  # Airflow 2
+    from airflow.exceptions import (  # type: ignore[no-redef,assignment]
+        AirflowNotFoundException,
+        AirflowTaskTimeout,
+    )
+
 # A value of a templated field wrapped in it is used as it is, never rendered.
 try:  # Airflow 3
     from airflow.sdk import literal
@@ -31,6 +40,13 @@ except ImportError:  # Airflow 2.8+
     from airflow.template.templater import LiteralValue as literal  # type: ignore[no-redef,assignment]
 
 LiteralValue: type[Any] = type(literal(None))
+
+# Outlets: Assets and Asset aliases (Datasets and Dataset aliases on Airflow 2.10+).
+try:  # Airflow 3
+    from airflow.sdk import Asset, AssetAlias
+except ImportError:  # Airflow 2.10+
+    from airflow.datasets import Dataset as Asset  # type: ignore[no-redef,assignment]
+    from airflow.datasets import DatasetAlias as AssetAlias  # type: ignore[no-redef,assignment]
 
 # Airflow's metrics front end: the task SDK's on 3.3+ (airflow.stats warns there), core's before.
 try:  # Airflow 3.3+
@@ -47,6 +63,10 @@ except ImportError:  # Airflow 2
 __all__ = [
     "AirflowException",
     "AirflowFailException",
+    "AirflowNotFoundException",
+    "AirflowTaskTimeout",
+    "Asset",
+    "AssetAlias",
     "BaseHook",
     "BaseOperator",
     "LiteralValue",

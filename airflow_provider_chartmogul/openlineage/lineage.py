@@ -4,7 +4,8 @@ Inputs are the tables the ``sql`` source reads, parsed with the OpenLineage prov
 ``SQLParser`` the way common.sql's ``SQLExecuteQueryOperator`` does it, or, for records from XCom,
 the upstream tasks that produced them. The one output is the ChartMogul account's customers,
 ``chartmogul://<API host>`` / ``customers``. On completion a ``chartmogul`` run facet carries the
-run's counts from the report.
+run's counts from the report, and the output OpenLineage's standard ``outputStatistics`` facet
+(``rowCount``: the customers written).
 
 This module imports the OpenLineage provider at the top: the operator imports it only inside its
 ``get_openlineage_facets_on_*`` methods, so the operator works without the extra.
@@ -14,22 +15,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from airflow.providers.openlineage import conf
 from airflow.providers.openlineage.extractors import OperatorLineage
 from airflow.providers.openlineage.sqlparser import DatabaseInfo, SQLParser
 from attrs import define, field
-from openlineage.client.event_v2 import Dataset
-from openlineage.client.facet_v2 import RunFacet
+from openlineage.client.event_v2 import Dataset, OutputDataset
+from openlineage.client.facet_v2 import RunFacet, output_statistics_output_dataset
 
-from airflow_provider_chartmogul.client.settings import normalize_base_url
+from airflow_provider_chartmogul.assets import CUSTOMERS, customers_namespace
 from airflow_provider_chartmogul.version_compat import BaseHook
 
 if TYPE_CHECKING:
     from airflow_provider_chartmogul.operators.custom_attributes import AddCustomAttributesOperator
 
-CUSTOMERS_DATASET = "customers"
+CUSTOMERS_DATASET = CUSTOMERS
 RUN_FACET_NAME = "chartmogul"
 _SCHEMA_URL = (
     "https://raw.githubusercontent.com/chartmogul-airflow/airflow-provider-chartmogul/main/"
@@ -79,11 +79,27 @@ class ChartMogulRunFacet(RunFacet):
         )
 
 
-def customers_dataset(chartmogul_conn_id: str) -> Dataset:
-    """``chartmogul://api.chartmogul.com`` / ``customers``: the namespace is the connection's API host."""
-    conn = BaseHook.get_connection(chartmogul_conn_id)
-    parts = urlsplit(normalize_base_url(conn.host, conn.port))
-    return Dataset(namespace=f"chartmogul://{parts.netloc}{parts.path}", name=CUSTOMERS_DATASET)
+def customers_dataset(chartmogul_conn_id: str, *, written: int | None = None) -> OutputDataset:
+    """``chartmogul://api.chartmogul.com`` / ``customers``: the namespace is the connection's API host.
+
+    :param written: customers the run wrote to, as the ``outputStatistics`` facet's ``rowCount``.
+    """
+    facets: dict[str, Any] = {}
+    if written is not None:
+        facets["outputStatistics"] = output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
+            rowCount=written
+        )
+    return OutputDataset(
+        namespace=customers_namespace(chartmogul_conn_id), name=CUSTOMERS_DATASET, outputFacets=facets
+    )
+
+
+def customers_written(report: Mapping[str, Any]) -> int:
+    """Customers at least one write was applied to: those that succeeded, less those whose values
+    were all equal already (sync mode); none in a dry run."""
+    if report.get("dry_run"):
+        return 0
+    return int(report.get("succeeded", 0)) - int(report.get("customers_unchanged", 0))
 
 
 def _sql_lineage(operator: AddCustomAttributesOperator) -> OperatorLineage:
@@ -177,4 +193,5 @@ def lineage_on_complete(
     lineage = lineage_on_start(operator)
     if report is not None:
         lineage.run_facets = {**lineage.run_facets, RUN_FACET_NAME: ChartMogulRunFacet.from_report(report)}
+        lineage.outputs = [customers_dataset(operator.chartmogul_conn_id, written=customers_written(report))]
     return lineage

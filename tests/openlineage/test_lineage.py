@@ -155,6 +155,8 @@ def test_on_complete_adds_the_counts_of_a_real_run(
         == (2, "add", False)
     )
     assert facet.requests == report["requests"]["requests"] > 0
+    (output,) = lineage.outputs
+    assert json.loads(Serde.to_json(output))["outputFacets"]["outputStatistics"]["rowCount"] == 1
     serialized = json.loads(Serde.to_json(facet))
     assert serialized["_schemaURL"].endswith("/docs/openlineage/ChartMogulRunFacet.json")
     schema = json.loads((Path(__file__).parents[2] / "docs/openlineage/ChartMogulRunFacet.json").read_text())
@@ -162,6 +164,23 @@ def test_on_complete_adds_the_counts_of_a_real_run(
     properties = schema["$defs"]["ChartMogulRunFacet"]["allOf"][1]
     jsonschema.validate(serialized, {"type": "object", **properties})
     assert set(serialized) - {"_producer", "_schemaURL"} == set(properties["properties"])
+
+
+def test_output_statistics_count_the_customers_written() -> None:
+    from airflow_provider_chartmogul.openlineage.lineage import customers_written
+
+    report = {"succeeded": 10, "customers_unchanged": 4, "dry_run": False}
+    assert customers_written(report) == 6
+    assert customers_written({"succeeded": 3}) == 3  # add mode: every succeeded customer was written
+    assert customers_written({**report, "dry_run": True}) == 0
+
+
+def test_no_output_statistics_before_the_run(chartmogul_conn: ChartMogulServer) -> None:
+    op = AddCustomAttributesOperator(task_id="push", customers=[])
+
+    (output,) = op.get_openlineage_facets_on_start().outputs  # type: ignore[union-attr]
+
+    assert "outputStatistics" not in json.loads(Serde.to_json(output)).get("outputFacets", {})
 
 
 def test_failed_run_still_reports_its_counts(chartmogul_conn: ChartMogulServer) -> None:
