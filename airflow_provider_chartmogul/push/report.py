@@ -79,7 +79,7 @@ def _replayable(record: Any) -> Any:
 
 def json_safe(value: Any) -> Any:
     """``value`` made strict JSON (for XCom, reports, dead-letter rows and the record of a
-    ``RowError``), keeping what can be kept.
+    ``RejectedInput``), keeping what can be kept.
 
     * NaN and infinities (``float`` or ``Decimal``) have no JSON form: they become
       ``{"unrepresentable": "nan"}``, which a replay rejects again as a nested value (``None``
@@ -112,10 +112,31 @@ def json_safe(value: Any) -> Any:
     return shorten(value)
 
 
+#: Customers a dry run's ``plan`` lists at most; the rest are counted in ``plan_omitted``.
+MAX_PLAN_ENTRIES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class LookupSummary:
+    """How the run found its customers: ``strategy`` ``"listing"``, ``"per_customer"`` or
+    ``"none"``, the requests that cost, and (listing) how many customers were indexed."""
+
+    strategy: str = "none"
+    requests: int = 0
+    customers_indexed: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"strategy": self.strategy, "requests": self.requests}
+        if self.customers_indexed is not None:
+            out["customers_indexed"] = self.customers_indexed
+        return out
+
+
 class RunReport:
     """Counts and failures of a run (never every success, so memory stays flat).
 
-    :param keep_plan: keep every customer's planned changes (dry runs), not just the counts.
+    :param keep_plan: keep customers' planned changes (dry runs), not just the counts: at most
+        :data:`MAX_PLAN_ENTRIES` customers, the others counted in ``plan_omitted``.
     """
 
     def __init__(self, *, mode: str, dry_run: bool, keep_plan: bool = False) -> None:
@@ -126,8 +147,18 @@ class RunReport:
         self.actions: dict[str, int] = dict.fromkeys(ACTIONS, 0)
         self.failures: list[dict[str, Any]] = []
         self.plan: list[dict[str, Any]] = []
+        self.plan_omitted = 0
         self.aborted: str | None = None
-        self.extra: dict[str, Any] = {}
+        #: The hook's request statistics (``requests``, ``retries``, ``by_status``, ...).
+        self.requests: dict[str, Any] = {}
+        self.customer_lookup = LookupSummary()
+        self.duration_seconds: float | None = None
+        #: Records counted as not attempted (failures of stage ``aborted``), when the run stopped.
+        self.not_attempted: int | None = None
+        #: False when the run stopped before the input was read to the end.
+        self.input_complete = True
+        #: How many records were never read, when known (a list has a length; a query has not).
+        self.records_not_read: int | None = None
 
     def add(self, outcome: Outcome) -> None:
         self.counts["total"] += 1
@@ -146,6 +177,9 @@ class RunReport:
                 }
             )
         if self.keep_plan and outcome.status != "failed":
+            if len(self.plan) >= MAX_PLAN_ENTRIES:
+                self.plan_omitted += 1
+                return
             self.plan.append(
                 {
                     "customer": outcome.label,
@@ -162,11 +196,15 @@ class RunReport:
         c, a = self.counts, self.actions
         prefix = "Dry run: " if self.dry_run else ""
         verb = "would succeed" if self.dry_run else "succeeded"
-        return (
+        text = (
             f"{prefix}{c['total']} customers: {c['succeeded']} {verb}, {c['failed']} failed, "
             f"{c['skipped']} skipped; attributes added {a['added']}, changed {a['changed']}, "
             f"unchanged {a['unchanged']}, cleared {a['cleared']}"
         )
+        if not self.input_complete:
+            unread = "" if self.records_not_read is None else f" ({self.records_not_read} records not read)"
+            text += f"; the input was not read to the end{unread}"
+        return text
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -176,10 +214,19 @@ class RunReport:
             "dry_run": self.dry_run,
             "failures": self.failures,
             "aborted": scrub(self.aborted) if self.aborted else self.aborted,
+            "input_complete": self.input_complete,
         }
+        if not self.input_complete:
+            out["records_not_read"] = self.records_not_read
         if self.keep_plan:
             out["plan"] = self.plan
-        out.update(self.extra)
+            out["plan_omitted"] = self.plan_omitted
+        out["requests"] = self.requests
+        out["customer_lookup"] = self.customer_lookup.as_dict()
+        if self.duration_seconds is not None:
+            out["duration_seconds"] = self.duration_seconds
+        if self.not_attempted is not None:
+            out["not_attempted"] = self.not_attempted
         return out
 
 

@@ -1,14 +1,14 @@
-"""Find the ChartMogul customer a record means, and read customers' current attributes.
+"""Find the ChartMogul customer a record means by a lookup of its own, and read one customer's
+current attributes (the other way, one pass over the customer listing, is
+:mod:`airflow_provider_chartmogul.push.intake` with :mod:`airflow_provider_chartmogul.push.index`).
 
-Two ways, chosen by size: a lookup per record (``GET /v1/customers?external_id=...`` or the email
-search), or one pass over the paginated customer listing (200 customers a page, each with its
-external ids, email and current custom attributes) that indexes the whole account. Emails are not
-unique and an external id is unique only within a data source: a record that matches no customer,
-or several, is never written.
-
-Emails match case-insensitively both ways. The search endpoint is asked for the email as given
-and, when that finds nothing and the email has capitals, in lower case; only customers whose email
-equals it case-insensitively count (a server that searched more loosely is not trusted).
+A lookup is ``GET /v1/customers?external_id=...`` or the email search. Emails are not unique and
+an external id is unique only within a data source: a record that matches no customer, or several,
+is never written. No answer is trusted blindly: only answered customers that carry the identifier
+asked for count (the email case-insensitively, the external id exactly and within the data source
+asked for); an answer of only other customers is a misdirected lookup, a resolution failure. The
+search endpoint is asked for the email as given and, when that finds nothing and the email has
+capitals, in lower case.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ class ResolutionError(Exception):
         self.status = status
 
 
-def _pick(record: CustomerRecord, uuids: list[str]) -> str:
+def pick(record: CustomerRecord, uuids: list[str]) -> str:
+    """The one customer of ``uuids`` (the matches of ``record``'s identifier)."""
     what = _describe_identifier(record)
     if not uuids:
         raise ResolutionError(f"no ChartMogul customer has {what}", status=404)
@@ -55,6 +56,26 @@ def _pick(record: CustomerRecord, uuids: list[str]) -> str:
     return unique[0]
 
 
+def carries(record: CustomerRecord, customer: Mapping[str, Any]) -> bool:
+    """Whether ``customer`` (an answer's customer object) has ``record``'s identifier: its email
+    case-insensitively, or its external id exactly (within its data source, when the record
+    names one)."""
+    if record.email is not None:
+        return str(customer.get("email") or "").lower() == record.email.lower()
+    if record.external_id not in external_ids(customer):
+        return False
+    return record.data_source_uuid is None or record.data_source_uuid in data_source_uuids(customer)
+
+
+def _carrying(record: CustomerRecord, answered: Iterable[Mapping[str, Any]], strays: list[str]) -> list[str]:
+    """The uuids of the ``answered`` customers that carry ``record``'s identifier; the others'
+    uuids are added to ``strays``."""
+    found: list[str] = []
+    for customer in answered:
+        (found if carries(record, customer) else strays).append(str(customer.get("uuid")))
+    return found
+
+
 def _describe_identifier(record: CustomerRecord) -> str:
     if record.email is not None:
         return f"email {record.email!r}"
@@ -64,87 +85,15 @@ def _describe_identifier(record: CustomerRecord) -> str:
     return text
 
 
-class CustomerDirectory:
-    """Every customer of the account, indexed, from one pass over ``GET /v1/customers``.
-
-    :param keep_state: keep each customer's custom attributes (sync mode and dry runs need them).
-    """
-
-    def __init__(self, *, keep_state: bool) -> None:
-        self.keep_state = keep_state
-        self.customers = 0
-        self.requests = 0
-        self._sources: dict[str, tuple[str, ...]] = {}
-        self._state: dict[str, dict[str, Any]] = {}
-        self._by_external_id: dict[str, list[str]] = {}
-        self._by_email: dict[str, list[str]] = {}
-
-    def add(self, customer: Mapping[str, Any]) -> None:
-        uuid = customer["uuid"]
-        self.customers += 1
-        self._sources[uuid] = tuple(data_source_uuids(customer))
-        for external_id in external_ids(customer):
-            self._by_external_id.setdefault(str(external_id), []).append(uuid)
-        if customer.get("email"):
-            self._by_email.setdefault(customer["email"].lower(), []).append(uuid)
-        if self.keep_state:
-            self._state[uuid] = dict((customer.get("attributes") or {}).get("custom") or {})
-
-    @classmethod
-    def build(cls, hook: ChartMogulHook, *, keep_state: bool, observed: ObservedTypes) -> CustomerDirectory:
-        directory = cls(keep_state=keep_state)
-        for customer in hook.iter_customers(on_page=directory._count_page):
-            observed.observe((customer.get("attributes") or {}).get("custom") or {})
-            directory.add(customer)
-        return directory
-
-    def _count_page(self) -> None:
-        self.requests += 1
-
-    def __contains__(self, uuid: object) -> bool:
-        return uuid in self._sources
-
-    def candidates(self, record: CustomerRecord) -> list[str]:
-        """The customers indexed so far that ``record``'s identifier names (none, one or several)."""
-        if record.email is not None:
-            return list(self._by_email.get(record.email.lower(), []))
-        uuids = self._by_external_id.get(str(record.external_id), [])
-        if record.data_source_uuid is not None:
-            uuids = [u for u in uuids if record.data_source_uuid in self._sources.get(u, ())]
-        return list(uuids)
-
-    def set_state(self, uuid: str, custom: Mapping[str, Any]) -> None:
-        """The customer's attributes after a write, for the next record for the same customer."""
-        if self.keep_state and uuid in self._sources:
-            self._state[uuid] = dict(custom)
-
-    def find(self, record: CustomerRecord) -> str:
-        if record.email is not None:
-            return _pick(record, self._by_email.get(record.email.lower(), []))
-        uuids = self._by_external_id.get(str(record.external_id), [])
-        if record.data_source_uuid is not None:
-            uuids = [u for u in uuids if record.data_source_uuid in self._sources.get(u, ())]
-        return _pick(record, uuids)
-
-    def state(self, uuid: str) -> dict[str, Any]:
-        if uuid not in self._sources:
-            raise ResolutionError(f"no ChartMogul customer has customer_uuid {uuid!r}", status=404)
-        return self._state[uuid]
-
-
 class CustomerResolver:
-    """Resolves records to uuids and reads current attributes, by directory or per customer."""
+    """Looks up one record's customer, and reads one customer's attributes, a request at a time
+    (thread-safe: worker threads call it)."""
 
     def __init__(self, hook: ChartMogulHook, observed: ObservedTypes) -> None:
         self.hook = hook
         self.observed = observed
-        self.directory: CustomerDirectory | None = None
         self.lookup_requests = 0
         self._lock = threading.Lock()
-
-    def build_directory(self, *, keep_state: bool) -> CustomerDirectory:
-        self.directory = CustomerDirectory.build(self.hook, keep_state=keep_state, observed=self.observed)
-        return self.directory
 
     def _count_page(self) -> None:
         with self._lock:
@@ -154,35 +103,36 @@ class CustomerResolver:
         """The uuid of the one customer ``record`` means."""
         if record.customer_uuid is not None:
             return record.customer_uuid
-        if self.directory is not None:
-            return self.directory.find(record)
-        matches: Iterable[Mapping[str, Any]]
+        strays: list[str] = []
         if record.email is not None:
-            matches = self._by_email(record.email)
+            matches = self._by_email(record, record.email, strays)
         else:
-            matches = self.hook.iter_customers(
+            answered = self.hook.iter_customers(
                 external_id=record.external_id,
                 data_source_uuid=record.data_source_uuid,
                 on_page=self._count_page,
             )
-        return _pick(record, [c["uuid"] for c in matches])
+            matches = _carrying(record, answered, strays)
+        if not matches and strays:
+            named = ", ".join(strays[:_NAMED_MATCHES]) + (" ..." if len(strays) > _NAMED_MATCHES else "")
+            raise ResolutionError(
+                f"no ChartMogul customer has {_describe_identifier(record)}: the lookup answered "
+                f"{len(strays)} customer(s) that do not carry it ({named}), a misdirected answer; "
+                "nothing was written",
+                status=404,
+            )
+        return pick(record, matches)
 
-    def _by_email(self, email: str) -> list[Mapping[str, Any]]:
-        wanted = email.lower()
-        for query in dict.fromkeys((email, wanted)):
-            found: list[Mapping[str, Any]] = [
-                customer
-                for customer in self.hook.iter_customers(email=query, on_page=self._count_page)
-                if str(customer.get("email") or "").lower() == wanted
-            ]
+    def _by_email(self, record: CustomerRecord, email: str, strays: list[str]) -> list[str]:
+        for query in dict.fromkeys((email, email.lower())):
+            answered = self.hook.iter_customers(email=query, on_page=self._count_page)
+            found = _carrying(record, answered, strays)
             if found:
                 return found
         return []
 
     def current_attributes(self, uuid: str) -> dict[str, Any]:
         """The customer's custom attributes as they are in ChartMogul now."""
-        if self.directory is not None and self.directory.keep_state:
-            return self.directory.state(uuid)
         self._count_page()
         try:
             current = self.hook.get_custom_attributes(uuid)

@@ -2,8 +2,8 @@
 
 Records stream in (from XCom or SQL) and are parsed, resolved, planned and written by a bounded
 pool of worker threads sharing the hook's session, rate limiter and connection cap. Only a
-bounded number of records is held at once, and the report keeps counts and failures, not
-successes, so memory does not grow with the number of customers.
+bounded number of records is held at once, the customer listing is indexed outside the heap, and
+the report keeps counts and failures, not successes (docs/large-accounts.md).
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_chartmogul.exceptions import (
     ChartMogulAPIError,
@@ -24,42 +23,28 @@ from airflow_provider_chartmogul.exceptions import (
     ChartMogulFatalError,
     ChartMogulValidationError,
 )
-from airflow_provider_chartmogul.push.intake import CustomerIntake, Strategy
-from airflow_provider_chartmogul.push.listing import ListingReader
-from airflow_provider_chartmogul.push.plan import ObservedTypes, find_conflicts, plan_add, plan_sync
+from airflow_provider_chartmogul.push.intake import CustomerIntake
+from airflow_provider_chartmogul.push.options import Clear, CustomerLookup, Mode, PushOptions
+from airflow_provider_chartmogul.push.plan import ObservedTypes, Plan, find_conflicts, plan_add, plan_sync
 from airflow_provider_chartmogul.push.records import CustomerRecord, describe_record, parse_record
 from airflow_provider_chartmogul.push.report import Outcome, RunReport
 from airflow_provider_chartmogul.push.resolve import CustomerResolver, ResolutionError
-from airflow_provider_chartmogul.push.schedule import CustomerOrder, Entry
-from airflow_provider_chartmogul.push.sql_rows import RowError
+from airflow_provider_chartmogul.push.sql_rows import RejectedInput
+from airflow_provider_chartmogul.push.write_order import Entry
 
 if TYPE_CHECKING:
     from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
 
-Mode = Literal["add", "sync"]
-Clear = Literal["ignore", "remove"]
-CustomerLookup = Literal["auto", "per_customer", "listing"]
+__all__ = ["Clear", "CustomAttributesPusher", "CustomerLookup", "Mode", "PushOptions", "RunAborted"]
 
 # How long a stopped run waits for the requests in flight (each ends within its own deadline).
 _STOP_GRACE_SECONDS = 1.5
+# Worker threads per connection: a customer sleeping in retry back-off holds a thread, not a
+# connection (the hook caps the connections), so healthy customers still find a thread.
+_WORKERS_PER_CONNECTION = 4
 
-
-@dataclass(frozen=True)
-class PushOptions:
-    """How a run treats its records (the operator's arguments of the same names)."""
-
-    mode: Mode = "add"
-    dry_run: bool = False
-    clear: Clear = "ignore"
-    source: str | None = None
-    customer_lookup: CustomerLookup = "auto"
-    listing_threshold: int = 500
-    progress_interval: float = 30.0
-
-    @property
-    def needs_state(self) -> bool:
-        """Whether each customer's current attributes must be read before planning."""
-        return self.mode == "sync" or self.dry_run
+# Records read but not finished, at most: bounds memory when many wait for the listing.
+MAX_WAITING = 10_000
 
 
 class RunAborted(Exception):
@@ -70,13 +55,9 @@ class RunAborted(Exception):
         self.report = report
 
 
-# Records read but not finished, at most: bounds memory when many wait for the listing.
-MAX_WAITING = 10_000
-
-
-class CustomAttributesPusher(CustomerIntake):
+class CustomAttributesPusher:
     """Runs records through parse → resolve → (read state →) plan → write, concurrently, keeping
-    each customer's writes in input order (:mod:`airflow_provider_chartmogul.push.schedule`)."""
+    each customer's writes in input order (:mod:`airflow_provider_chartmogul.push.write_order`)."""
 
     def __init__(self, hook: ChartMogulHook, options: PushOptions, log: logging.Logger | None = None) -> None:
         self.hook = hook
@@ -85,30 +66,33 @@ class CustomAttributesPusher(CustomerIntake):
         self.observed = ObservedTypes()
         self.resolver = CustomerResolver(hook, self.observed)
         self.report = RunReport(mode=options.mode, dry_run=options.dry_run, keep_plan=options.dry_run)
+        self._wake = threading.Event()
+        self.intake = CustomerIntake(
+            hook,
+            options,
+            self.observed,
+            submit_lookup=self._submit_lookup,
+            finish=self._done,
+            abort=self._set_abort,
+            notify=self._wake.set,
+            log=self.log,
+        )
         self._last_progress = time.monotonic()
         self._started = time.monotonic()
         self._parse_stream: Iterator[CustomerRecord | Outcome] | None = None
+        self._input: Iterable[Any] = ()
+        self._read = 0  # input items taken so far
+        self._exhausted = False  # the input was read to its end
         self._stop_reason: str | None = None
-        self._wake = threading.Event()
-        self.order = CustomerOrder(self._known)
+        self._abort: str | None = None
+        self._stopped_by: ChartMogulFatalError | None = None
         self._live: dict[int, Entry] = {}
-        self._held: list[Entry] = []  # waiting for the choice between lookups and the listing
-        self._lookups_needed = 0
-        self._strategy: Strategy = {"auto": "undecided", "per_customer": "per_customer"}.get(
-            options.customer_lookup, "listing"
-        )  # type: ignore[assignment]
-        self._listing: ListingReader | None = None
-        self._listed = False  # the whole listing is indexed
-        self._waiting_ids: dict[tuple[str, str], list[Entry]] = {}
         self._ready: deque[Entry] = deque()
         self._pending: dict[Future[Any], tuple[str, Entry]] = {}
         self._finished_queue: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
         self._wake_after = 1
         self._executor: ThreadPoolExecutor | None = None
         self._finished = False
-
-    _abort: str | None = None
-    _stopped_by: ChartMogulFatalError | None = None
 
     def stop(self, reason: str) -> None:
         """Stop the run from any thread, a signal handler included: nothing more is submitted,
@@ -124,78 +108,91 @@ class CustomAttributesPusher(CustomerIntake):
 
     # ---- one record (runs in a worker thread) ---------------------------------------------------
 
-    def _lookup(self, record: CustomerRecord) -> str:
-        return self.resolver.resolve(record)
-
     def _write(
         self, record: CustomerRecord, uuid: str, current: dict[str, Any] | None
     ) -> tuple[Outcome, dict[str, Any] | None]:
         """Plan and write one record; its outcome and the customer's attributes after it (None
         when unknown or unchanged)."""
-        raw = record  # turned into a replayable dict only if it fails
         try:
             if current is None and self.options.needs_state:
                 current = self.resolver.current_attributes(uuid)
-            if not record.custom:
-                return Outcome("skipped", record.label, raw, customer_uuid=uuid), None
-            conflicts = find_conflicts(record.custom, self.observed)
-            if conflicts:
-                error = "type conflict, nothing was sent: " + "; ".join(conflicts)
-                return Outcome.failure("conflict", record.label, raw, error, customer_uuid=uuid), None
-            if self.options.mode == "sync":
-                assert current is not None
-                plan = plan_sync(record.custom, current, clear=self.options.clear)
-            else:
-                plan = plan_add(record.custom, current)
-            if not plan.changes and not plan.writes:
-                return Outcome("skipped", record.label, raw, customer_uuid=uuid), None
-            after: dict[str, Any] | None = None
-            if not self.options.dry_run:
-                written = 0
-                try:
-                    if plan.post:
-                        after = self.hook.add_custom_attributes(uuid, plan.post)
-                        written += 1
-                    if plan.put:
-                        after = self.hook.update_custom_attributes(uuid, plan.put)
-                        written += 1
-                    if plan.delete:
-                        removed = self.hook.remove_custom_attributes(uuid, plan.delete)
-                        base = after if after is not None else dict(current or {})
-                        after = (
-                            removed
-                            if removed is not None
-                            else {k: v for k, v in base.items() if k not in plan.delete}
-                        )
-                        written += 1
-                except ChartMogulAPIError as exc:
-                    if written and not isinstance(exc, ChartMogulFatalError):
-                        exc.api_message += (
-                            f" ({written} of {plan.writes} requests for this customer went through;"
-                            " replaying it is safe)"
-                        )
-                        exc.refresh_message()
-                    raise
-            outcome = Outcome("succeeded", record.label, raw, customer_uuid=uuid, changes=plan.changes)
-            return outcome, after
+            decided = self._decide(record, uuid, current)
+            if isinstance(decided, Outcome):
+                return decided, None
+            after = None if self.options.dry_run else self._apply(uuid, decided, current)
+            return Outcome(
+                "succeeded", record.label, record, customer_uuid=uuid, changes=decided.changes
+            ), after
         except ChartMogulFatalError:
             raise
         except ResolutionError as exc:
-            return Outcome.failure("resolution", record.label, raw, str(exc), http_status=exc.status), None
-        except ChartMogulAPIError as exc:
+            return Outcome.failure("resolution", record.label, record, str(exc), http_status=exc.status), None
+        except _PartlyWritten as exc:
             outcome = Outcome.failure(
-                "api", record.label, raw, str(exc), http_status=exc.status, customer_uuid=uuid
+                "api", record.label, record, exc.message, http_status=exc.error.status, customer_uuid=uuid
+            )
+            return outcome, None
+        except ChartMogulAPIError as exc:  # reading the customer's state
+            outcome = Outcome.failure(
+                "api", record.label, record, str(exc), http_status=exc.status, customer_uuid=uuid
             )
             return outcome, None
         except ChartMogulValidationError as exc:
-            return Outcome.failure("validation", record.label, raw, str(exc), customer_uuid=uuid), None
+            return Outcome.failure("validation", record.label, record, str(exc), customer_uuid=uuid), None
+
+    def _decide(self, record: CustomerRecord, uuid: str, current: dict[str, Any] | None) -> Plan | Outcome:
+        """What to send for ``record``: a plan, or the outcome when nothing is to be sent."""
+        if not record.custom:
+            return Outcome("skipped", record.label, record, customer_uuid=uuid)
+        conflicts = find_conflicts(record.custom, self.observed)
+        if conflicts:
+            error = "type conflict, nothing was sent: " + "; ".join(conflicts)
+            return Outcome.failure("conflict", record.label, record, error, customer_uuid=uuid)
+        if self.options.mode == "sync":
+            assert current is not None
+            plan = plan_sync(record.custom, current, clear=self.options.clear)
+        else:
+            plan = plan_add(record.custom, current)
+        if not plan.changes and not plan.writes:
+            return Outcome("skipped", record.label, record, customer_uuid=uuid)
+        return plan
+
+    def _apply(self, uuid: str, plan: Plan, current: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Send ``plan``'s requests; the customer's attributes after them.
+
+        :raises _PartlyWritten: a request failed (not fatally), saying how many went through.
+        """
+        after: dict[str, Any] | None = None
+        written = 0
+        try:
+            if plan.post:
+                after = self.hook.add_custom_attributes(uuid, plan.post)
+                written += 1
+            if plan.put:
+                after = self.hook.update_custom_attributes(uuid, plan.put)
+                written += 1
+            if plan.delete:
+                removed = self.hook.remove_custom_attributes(uuid, plan.delete)
+                base = after if after is not None else dict(current or {})
+                after = (
+                    removed
+                    if removed is not None
+                    else {k: v for k, v in base.items() if k not in plan.delete}
+                )
+                written += 1
+        except ChartMogulFatalError:
+            raise
+        except ChartMogulAPIError as exc:
+            raise _PartlyWritten(exc, written, plan.writes) from exc
+        return after
 
     # ---- the stream ------------------------------------------------------------------------------
 
     def _parse(self, items: Iterable[Any]) -> Iterator[CustomerRecord | Outcome]:
         allow_clear = self.options.mode == "sync"
         for index, item in enumerate(items):
-            if isinstance(item, RowError):
+            self._read = index + 1
+            if isinstance(item, RejectedInput):
                 yield Outcome.failure(item.stage, item.label, item.record, item.message)  # type: ignore[arg-type]
                 continue
             try:
@@ -204,11 +201,7 @@ class CustomAttributesPusher(CustomerIntake):
                 )
             except ChartMogulValidationError as exc:
                 yield Outcome.failure("validation", describe_record(item, index), item, str(exc))
-
-    def _parsed(self, items: Iterable[Any]) -> Iterator[CustomerRecord | Outcome]:
-        if self._parse_stream is None:
-            self._parse_stream = self._parse(items)
-        return self._parse_stream
+        self._exhausted = True
 
     # ---- the main loop -----------------------------------------------------------------------------
 
@@ -219,8 +212,10 @@ class CustomAttributesPusher(CustomerIntake):
         certificate) or the run was stopped (:meth:`stop`). An exception raised into this thread
         (``AirflowTaskTimeout``, Airflow 2's ``AirflowTaskTerminated``) cancels the hook, leaves
         the partial report in :attr:`report` and is re-raised. Either way the report names every
-        record: written, failed, or not attempted (ready to replay).
+        record read: written, failed, or not attempted (ready to replay); the input not read yet
+        is counted, not read (``input_complete`` false).
         """
+        self._input = items
         try:
             abort = self._run(items)
         except BaseException as exc:
@@ -243,77 +238,70 @@ class CustomAttributesPusher(CustomerIntake):
 
     def _run(self, items: Iterable[Any]) -> str | None:
         """The main loop; why the run stopped early, or None when every record was processed."""
-        workers = self.hook.max_connections
-        max_pending = workers * 4
-        stream = self._parsed(items)
+        workers = self.hook.max_connections * _WORKERS_PER_CONNECTION
+        max_pending = workers  # every record handed out has a thread
+        self._parse_stream = stream = self._parse(items)
         exhausted = False
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chartmogul")
-        if self._strategy == "listing":
-            self._strategy = "undecided"
-            self._start_listing("customer_lookup='listing'")
+        self.intake.start()
         try:
             while True:
                 self._check_stop()
-                self._take_pages()
+                self.intake.take_pages()
                 self._collect()
                 if self._abort is not None:
                     return self._abort
                 while not exhausted and len(self._pending) + len(self._ready) < max_pending:
                     if len(self._live) >= MAX_WAITING:
-                        self._decide_per_customer()
+                        self.intake.input_ended()
                         break
                     item = next(stream, None)
                     if item is None:
                         exhausted = True
-                        self._decide_per_customer()
+                        self.intake.input_ended()
                     elif isinstance(item, Outcome):
                         self._record(item)
                     else:
-                        self._admit(item)
-                    self._release()
-                    self._submit(max_pending)
-                self._release()
-                self._submit(max_pending)
+                        entry = Entry(item)
+                        self._live[entry.index] = entry
+                        self.intake.admit(entry)
+                    self._release_and_submit(max_pending)
+                self._release_and_submit(max_pending)
                 if exhausted and not self._live:
                     return None
                 # Waking costs CPU (about 0.1 ms on a VM): with the pool full, once per few
                 # finished records; otherwise at the first. With a timeout: stop() from a signal
                 # handler does not set the event.
-                self._wake_after = workers if len(self._pending) >= max_pending else 1
-                if self._finished_queue.empty() and (self._listing is None or self._listing.pages.empty()):
+                self._wake_after = max_pending // 4 if len(self._pending) >= max_pending else 1
+                listing = self.intake.listing
+                if self._finished_queue.empty() and (listing is None or listing.pages.empty()):
                     self._wake.wait(0.2)
                 self._wake.clear()
         finally:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def _release(self) -> None:
-        self._ready.extend(self.order.runnable())
-
-    def _submit(self, max_pending: int) -> None:
+    def _release_and_submit(self, max_pending: int) -> None:
+        self._ready.extend(self.intake.order.runnable())
         while self._ready and len(self._pending) < max_pending and self._abort is None:
-            entry = self._ready.popleft()
-            self._submit_now("write", entry)
+            self._submit_write(self._ready.popleft())
 
-    def _submit_now(self, kind: str, entry: Entry) -> None:
+    def _submit_lookup(self, entry: Entry) -> None:
         assert self._executor is not None
-        record = entry.record
-        future: Future[Any]
-        if kind == "lookup":
-            future = self._executor.submit(self._lookup, record)
-        else:
-            uuid = entry.uuid
-            assert uuid is not None
-            current = None
-            if entry.listed:
-                directory = self.resolver.directory
-                assert directory is not None
-                try:
-                    current = directory.state(uuid)
-                except ResolutionError as exc:
-                    outcome = Outcome.failure("resolution", record.label, record, str(exc), http_status=404)
-                    self._done(entry, outcome)
-                    return
-            future = self._executor.submit(self._write, record, uuid, current)
+        self._track(self._executor.submit(self.resolver.resolve, entry.record), "lookup", entry)
+
+    def _submit_write(self, entry: Entry) -> None:
+        assert self._executor is not None and entry.uuid is not None
+        current = None
+        if entry.listed:
+            current = self.intake.listed_state(entry.uuid)
+            if current is None:
+                record = entry.record
+                error = f"no ChartMogul customer has customer_uuid {entry.uuid!r}"
+                self._done(entry, Outcome.failure("resolution", record.label, record, error, http_status=404))
+                return
+        self._track(self._executor.submit(self._write, entry.record, entry.uuid, current), "write", entry)
+
+    def _track(self, future: Future[Any], kind: str, entry: Entry) -> None:
         self._pending[future] = (kind, entry)
         future.add_done_callback(self._on_done)
 
@@ -327,18 +315,15 @@ class CustomAttributesPusher(CustomerIntake):
     def _done(self, entry: Entry, outcome: Outcome) -> None:
         self._live.pop(entry.index, None)
         if entry.uuid is not None and not entry.unresolved and entry.running:
-            self.order.done(entry)
+            self.intake.order.done(entry)
         self._record(outcome)
 
     def _set_abort(self, reason: str, error: ChartMogulFatalError | None) -> None:
         if self._abort is None:
             self._abort, self._stopped_by = reason, error
             self.hook.cancel(f"the run stopped: {reason}")
-            if self._listing is not None:
-                self._listing.stop()
-
-    def _notify(self) -> None:
-        self._wake.set()
+            if self.intake.listing is not None:
+                self.intake.listing.stop()
 
     def _check_stop(self) -> None:
         if self._stop_reason is not None and self._abort is None:
@@ -357,50 +342,39 @@ class CustomAttributesPusher(CustomerIntake):
             if taken is None:  # cancelled after an abort: already reported
                 continue
             kind, entry = taken
-            record = entry.record
             try:
                 result = future.result()
-            except ChartMogulCancelledError as exc:
-                self._set_abort(self._stop_reason or exc.api_message, None)
-                self.order.drop(entry)
-                self._done(entry, self._not_attempted(record, self._abort or ""))
+            except Exception as exc:
+                self.intake.order.drop(entry)
+                self._done(entry, self._failed(entry.record, exc))
+                if not isinstance(exc, ChartMogulAPIError | ResolutionError):
+                    raise  # a bug: the record is accounted for, and the error surfaces
                 continue
-            except ChartMogulFatalError as exc:
-                self._set_abort(str(exc), exc)
-                self.order.drop(entry)
-                self._done(
-                    entry, Outcome.failure("api", record.label, record, str(exc), http_status=exc.status)
-                )
-                continue
-            except ResolutionError as exc:  # a lookup
-                self.order.drop(entry)
-                self._done(
-                    entry,
-                    Outcome.failure("resolution", record.label, record, str(exc), http_status=exc.status),
-                )
-                continue
-            except ChartMogulAPIError as exc:  # a lookup
-                self.order.drop(entry)
-                self._done(
-                    entry, Outcome.failure("api", record.label, record, str(exc), http_status=exc.status)
-                )
-                continue
-            except Exception as exc:  # a bug: still account for the record, then let it surface
-                self.order.drop(entry)
-                self._done(entry, Outcome.failure("api", record.label, record, f"unexpected error: {exc!r}"))
-                raise
             if kind == "lookup":
-                self.order.place(entry, result)
+                self.intake.order.place(entry, result)
                 continue
             outcome, after = result
-            if after is not None and entry.listed and self.resolver.directory is not None:
-                self.resolver.directory.set_state(entry.uuid, after)  # type: ignore[arg-type]
+            if after is not None and entry.listed:
+                self.intake.written(entry.uuid, after)  # type: ignore[arg-type]
             self._done(entry, outcome)
 
+    def _failed(self, record: CustomerRecord, exc: Exception) -> Outcome:
+        """The outcome of a lookup or write that raised ``exc`` (a fatal one also stops the run)."""
+        if isinstance(exc, ChartMogulCancelledError):
+            self._set_abort(self._stop_reason or exc.api_message, None)
+            return self._not_attempted(record, self._abort or "")
+        if isinstance(exc, ChartMogulFatalError):
+            self._set_abort(str(exc), exc)
+        if isinstance(exc, ResolutionError):
+            return Outcome.failure("resolution", record.label, record, str(exc), http_status=exc.status)
+        if isinstance(exc, ChartMogulAPIError):
+            return Outcome.failure("api", record.label, record, str(exc), http_status=exc.status)
+        return Outcome.failure("api", record.label, record, f"unexpected error: {exc!r}")
+
     def _drain(self, reason: str) -> None:
-        """After the run stopped: every record handed out or still unread reported, nothing sent."""
-        if self._listing is not None:
-            self._listing.stop()
+        """After the run stopped: every record handed out reported, nothing sent, and the input
+        not read yet counted without reading it."""
+        self.intake.close()
         for future in list(self._pending):
             if future.cancel():
                 _, entry = self._pending.pop(future)
@@ -422,32 +396,50 @@ class CustomAttributesPusher(CustomerIntake):
                 ),
             )
         self._pending.clear()
-        # Nothing handed to the operator may go unreported: the rest of the input is read
-        # (no request is sent for it) and listed as not attempted, ready to replay.
         for entry in sorted(self._live.values(), key=lambda e: e.index):
             self.report.add(self._not_attempted(entry.record, reason))
         self._live.clear()
-        if self._parse_stream is not None:
-            for item in self._parse_stream:
-                if isinstance(item, Outcome):
-                    self._record(item)
-                else:
-                    self.report.add(self._not_attempted(item, reason))
+        self._close_input()
+
+    def _close_input(self) -> None:
+        """Count the input not read (a list has a length; a query or a generator has not) and
+        close it, so that a SQL cursor is released without being read to the end."""
+        if self._exhausted:
+            return
+        unread = len(self._input) - self._read if isinstance(self._input, Sized) else None
+        if unread == 0:
+            return
+        self.report.input_complete = False
+        self.report.records_not_read = unread
+        for stream in (self._parse_stream, self._input):
+            close = getattr(stream, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception as exc:  # a broken source must not hide the report
+                    self.log.warning("Closing the input failed: %r", exc)
+        counted = "an unknown number of records" if unread is None else f"{unread} records"
+        self.log.warning(
+            "The input was not read to the end: %s after record #%d were not read, nor attempted; "
+            "re-run to push them (re-running is safe)",
+            counted,
+            self._read - 1,
+        )
 
     def _finish(self, aborted: str | None) -> None:
         if self._finished:
             return
         self._finished = True
-        if self._listing is not None and self.resolver.directory is not None:
-            self.resolver.directory.requests = self._listing.requests
-        self.report.extra["requests"] = self.hook.stats.snapshot()
-        self.report.extra["customer_lookup"] = self._lookup_summary()
-        self.report.extra["duration_seconds"] = round(time.monotonic() - self._started, 3)
+        self.intake.close()
+        report = self.report
+        report.requests = self.hook.stats.snapshot()
+        report.customer_lookup = self.intake.summary(self.resolver.lookup_requests)
+        report.duration_seconds = round(time.monotonic() - self._started, 3)
+        if any(failure["stage"] == "input" for failure in report.failures):
+            report.input_complete = False  # the input broke: whatever came after was never read
         if aborted is not None:
-            self.report.aborted = aborted
-            self.report.extra["not_attempted"] = sum(
-                1 for f in self.report.failures if f["stage"] == "aborted"
-            )
+            report.aborted = aborted
+            report.not_attempted = sum(1 for f in report.failures if f["stage"] == "aborted")
 
     @staticmethod
     def _not_attempted(record: CustomerRecord, reason: str) -> Outcome:
@@ -473,14 +465,16 @@ class CustomAttributesPusher(CustomerIntake):
                 counts["total"] / max(now - self._started, 1e-9),
             )
 
-    def _lookup_summary(self) -> dict[str, Any]:
-        directory = self.resolver.directory
-        if directory is not None:
-            return {
-                "strategy": "listing",
-                "requests": directory.requests + self.resolver.lookup_requests,
-                "customers_indexed": directory.customers,
-            }
-        if self.resolver.lookup_requests:
-            return {"strategy": "per_customer", "requests": self.resolver.lookup_requests}
-        return {"strategy": "none", "requests": 0}
+
+class _PartlyWritten(Exception):
+    """A write of one customer failed; ``message`` says how many of its requests went through."""
+
+    def __init__(self, error: ChartMogulAPIError, written: int, writes: int) -> None:
+        message = str(error)
+        if written:
+            message += (
+                f" ({written} of {writes} requests for this customer went through; replaying it is safe)"
+            )
+        super().__init__(message)
+        self.error = error
+        self.message = message

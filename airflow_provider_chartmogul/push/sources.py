@@ -5,7 +5,7 @@ through a server-side cursor), so a query of any size runs in constant memory.
 
 An input that breaks while it is read (an upstream generator or a lazy XCom sequence that raises,
 a database connection lost between batches) ends with one :class:`~airflow_provider_chartmogul.
-push.sql_rows.RowError` saying so, instead of the exception: the run then reports every record read
+push.sql_rows.RejectedInput` saying so, instead of the exception: the run then reports every record read
 before it, and that error, as a failure.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 
 from airflow_provider_chartmogul.exceptions import ChartMogulSourceError, ChartMogulValidationError
 from airflow_provider_chartmogul.push.report import failed_records
-from airflow_provider_chartmogul.push.sql_rows import RowError, records_from_rows
+from airflow_provider_chartmogul.push.sql_rows import RejectedInput, records_from_rows
 from airflow_provider_chartmogul.redaction import scrub
 from airflow_provider_chartmogul.version_compat import AirflowException, BaseHook, LiteralValue
 
@@ -72,7 +72,7 @@ def _parse_text(customers: str | bytes) -> Any:
 
 
 def guarded(items: Iterable[Any], what: str) -> Iterator[Any]:
-    """``items``, iterated; if iterating raises, the exception becomes a last :class:`RowError`.
+    """``items``, iterated; if iterating raises, the exception becomes a last :class:`RejectedInput`.
 
     Airflow's own exceptions (on Airflow 2, ``AirflowTaskTimeout`` and ``AirflowTaskTerminated``)
     go through: they stop the task, they are not a broken input.
@@ -88,8 +88,8 @@ def guarded(items: Iterable[Any], what: str) -> Iterator[Any]:
         yield input_broke(index, what, exc)
 
 
-def input_broke(index: int, what: str, exc: Exception) -> RowError:
-    """The :class:`RowError` for an input that raised ``exc`` when record ``#index`` was to be read."""
+def input_broke(index: int, what: str, exc: Exception) -> RejectedInput:
+    """The :class:`RejectedInput` for an input that raised ``exc`` when record ``#index`` was to be read."""
     label = f"record #{index}"
     read = f"records #0 to #{index - 1} were read and are reported" if index else "no record was read"
     rule = scrub(
@@ -97,7 +97,7 @@ def input_broke(index: int, what: str, exc: Exception) -> RowError:
         "after was never read. Fix the source and re-run (re-running is safe)"
     )
     error = ChartMogulValidationError(rule, customer=label)
-    return RowError(index, label, str(error), {}, None, error, stage="input")
+    return RejectedInput(index, label, str(error), {}, None, error, stage="input")
 
 
 def _is_postgres(hook: Any) -> bool:

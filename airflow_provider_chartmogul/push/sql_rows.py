@@ -27,7 +27,7 @@ from airflow_provider_chartmogul.push.report import json_safe
 __all__ = [
     "ATTRIBUTE_TYPES_LABEL",
     "SQL_RESULT_LABEL",
-    "RowError",
+    "RejectedInput",
     "check_columns",
     "records_from_rows",
     "validate_attribute_types",
@@ -40,10 +40,11 @@ ATTRIBUTE_TYPES_LABEL = "attribute_types"
 
 
 @dataclass(frozen=True, slots=True)
-class RowError:
-    """A SQL row that could not be turned into a record; yielded by :func:`records_from_rows` in its place.
-
-    The caller reports it as a failure of that row and goes on with the next.
+class RejectedInput:
+    """An input item that is not a record: a SQL row that could not be turned into one (yielded by
+    :func:`records_from_rows` in its place; the run reports it and goes on with the next), or the
+    point where the input itself broke (``stage="input"``, from
+    :func:`~airflow_provider_chartmogul.push.sources.guarded`; nothing after it was read).
 
     :param index: 0-based position of the row (``start_index`` included).
     :param label: ``record #N (identifier=...)``, as for any record.
@@ -98,18 +99,17 @@ def validate_attribute_types(attribute_types: Mapping[str, str] | None) -> dict[
     return result
 
 
-def check_columns(columns: Sequence[str], attribute_types: Mapping[str, str] | None) -> None:
-    """Check the column names of a SQL result (and ``attribute_types`` against them).
+def check_columns(columns: Sequence[str], types: Mapping[str, str]) -> None:
+    """Check the column names of a SQL result (and ``types``, as :func:`validate_attribute_types`
+    returned it, against them).
 
     Errors: a non-string or duplicate column name; a non-identifier column whose name is not a
     valid attribute key; no ``customer_uuid``/``external_id``/``email`` column; a
-    ``data_source_uuid`` column without ``external_id``; an invalid ``attribute_types`` (see
-    :func:`validate_attribute_types`) or one naming a column the result does not have (an error
-    rather than a warning: such a typo would otherwise silently change the inferred type).
+    ``data_source_uuid`` column without ``external_id``; a type for a column the result does not
+    have (an error rather than a warning: such a typo would otherwise silently change the inferred type).
 
     :raises ChartMogulValidationError: labelled ``SQL result``.
     """
-    types = validate_attribute_types(attribute_types)
     seen: set[str] = set()
     for name in columns:
         if not isinstance(name, str):
@@ -167,7 +167,7 @@ def records_from_rows(
     attribute_types: Mapping[str, str] | None = None,
     start_index: int = 0,
     keep_nulls: bool = False,
-) -> Iterator[dict[str, Any] | RowError]:
+) -> Iterator[dict[str, Any] | RejectedInput]:
     """Turn SQL rows into raw records (operator input shape), lazily, one per row.
 
     The columns are checked at once (:func:`check_columns`, raising); the rows are read only as the
@@ -185,12 +185,12 @@ def records_from_rows(
       column must not switch between Integer and Decimal from row to row (SQLite returns ``8`` and
       ``8.5`` from the same NUMERIC column). A later value of another Python type is sent with the
       column's type when it fits it (``8.0`` for Integer); when it does not, that row is a
-      :class:`RowError` that suggests setting ``attribute_types``. SQLite returns booleans as 0/1
+      :class:`RejectedInput` that suggests setting ``attribute_types``. SQLite returns booleans as 0/1
       ``int`` (inferred Integer): map such columns to ``Boolean`` in ``attribute_types``.
     * Values are left as the database returned them (``datetime``, ``Decimal``...):
       :func:`~airflow_provider_chartmogul.push.records.parse_record` checks and converts them.
     * A value whose type cannot be determined (``bytes``, a ``dict`` from a JSON column) or a row
-      with the wrong number of values yields a :class:`RowError` in place of the record; the
+      with the wrong number of values yields a :class:`RejectedInput` in place of the record; the
       stream goes on.
 
     :param start_index: index of the first row, for labels when results come in batches (the
@@ -210,7 +210,7 @@ def _iter_records(
     types: dict[str, str],
     start_index: int,
     keep_nulls: bool,
-) -> Iterator[dict[str, Any] | RowError]:
+) -> Iterator[dict[str, Any] | RejectedInput]:
     identifiers = [(pos, name) for pos, name in enumerate(columns) if name in IDENTIFIER_FIELDS]
     attributes = [(pos, name) for pos, name in enumerate(columns) if name not in IDENTIFIER_FIELDS]
     # column -> (inferred type, index of the row it was inferred from)
@@ -230,7 +230,7 @@ def _iter_records(
                 label,
                 has_value=False,
             )
-            yield RowError(index, label, str(error), json_safe({**record, "custom": []}), None, error)
+            yield RejectedInput(index, label, str(error), json_safe({**record, "custom": []}), None, error)
             continue
 
         custom: list[dict[str, Any]] = []
@@ -251,7 +251,7 @@ def _iter_records(
             custom.append({"type": type_, "key": name, "value": value})
         record["custom"] = custom
         if problems:
-            yield _row_error(index, record, problems)
+            yield _rejected_row(index, record, problems)
         else:
             yield record
 
@@ -283,7 +283,7 @@ def _column_type(
     return type_, None
 
 
-def _row_error(index: int, record: dict[str, Any], problems: list[tuple[str, Any, str]]) -> RowError:
+def _rejected_row(index: int, record: dict[str, Any], problems: list[tuple[str, Any, str]]) -> RejectedInput:
     label = describe_record(record, index)
     if len(problems) == 1:
         name, value, rule = problems[0]
@@ -293,4 +293,4 @@ def _row_error(index: int, record: dict[str, Any], problems: list[tuple[str, Any
             f"attribute {name!r}: value {shorten(value)}: {text}" for name, value, text in problems
         )
         error = invalid(rule, label, has_value=False)
-    return RowError(index, label, str(error), json_safe(record), problems[0][0], error)
+    return RejectedInput(index, label, str(error), json_safe(record), problems[0][0], error)

@@ -2,16 +2,17 @@
 placed at once, which wait for the choice between per-customer lookups and the customer listing,
 when the listing is read, and how its pages resolve the records waiting for it.
 
-:class:`CustomerIntake` is the part of the pusher that admits records; the pusher supplies four
-callbacks (submit a lookup or a write, finish a record, abort, wake the main loop). ``Intake``
-below supplies them as recorders, so the intake's decisions are seen directly, without worker
-threads or writes. The listing is read for real (a :class:`ChartMogulHook` and the test server).
+:class:`CustomerIntake` is handed the run's four actions (submit a lookup, finish a record, abort,
+wake the main loop); ``Intake`` below hands it recorders, so the intake's decisions are seen
+directly, without worker threads or writes. The listing is read for real (a
+:class:`ChartMogulHook` and the test server).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,20 +25,20 @@ from airflow_provider_chartmogul.exceptions import (
 )
 from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
 from airflow_provider_chartmogul.push.intake import CustomerIntake
+from airflow_provider_chartmogul.push.options import PushOptions
 from airflow_provider_chartmogul.push.plan import ObservedTypes
 from airflow_provider_chartmogul.push.records import parse_record
 from airflow_provider_chartmogul.push.report import Outcome
-from airflow_provider_chartmogul.push.resolve import CustomerResolver
-from airflow_provider_chartmogul.push.run import PushOptions
-from airflow_provider_chartmogul.push.schedule import CustomerOrder, Entry
+from airflow_provider_chartmogul.push.write_order import Entry
 from airflow_provider_chartmogul.testing.server import ChartMogulServer
 from tests.conftest import connection_json
 
 WAIT_SECONDS = 10.0
 
 
-class Intake(CustomerIntake):
-    """The intake with the pusher's callbacks recorded instead of acted on.
+class Intake:
+    """A :class:`CustomerIntake` whose actions are recorded instead of acted on; its own
+    attributes and methods are reached through this object.
 
     :param gate: when given, the listing thread waits on it after handing over each page, so a
         test can take the pages one at a time.
@@ -46,37 +47,25 @@ class Intake(CustomerIntake):
     def __init__(
         self, hook: ChartMogulHook, options: PushOptions, gate: threading.Event | None = None
     ) -> None:
-        self.hook = hook
-        self.options = options
-        self.log = logging.getLogger("tests.push.intake")
-        self.observed = ObservedTypes()
-        self.resolver = CustomerResolver(hook, self.observed)
-        self.order = CustomerOrder(self._known)
-        self._live: dict[int, Entry] = {}
-        self._held: list[Entry] = []
-        self._lookups_needed = 0
-        self._strategy = "per_customer" if options.customer_lookup == "per_customer" else "undecided"
-        self._listing = None
-        self._listed = False
-        self._waiting_ids: dict[tuple[str, str], list[Entry]] = {}
         self.gate = gate
         self.page_ready = threading.Event()
         self.submitted: list[tuple[str, int]] = []
         self.finished: list[tuple[int, Outcome]] = []
         self.aborts: list[tuple[str, ChartMogulFatalError | None]] = []
         self._count = 0
+        self.intake = CustomerIntake(
+            hook,
+            options,
+            ObservedTypes(),
+            submit_lookup=lambda entry: self.submitted.append(("lookup", entry.index)),
+            finish=lambda entry, outcome: self.finished.append((entry.index, outcome)),
+            abort=lambda reason, error: self.aborts.append((reason, error)),
+            notify=self._notify,
+            log=logging.getLogger("tests.push.intake"),
+        )
 
-    # ---- the pusher's callbacks -------------------------------------------------------------------
-
-    def _submit_now(self, kind: str, entry: Entry) -> None:
-        self.submitted.append((kind, entry.index))
-
-    def _done(self, entry: Entry, outcome: Outcome) -> None:
-        self._live.pop(entry.index, None)
-        self.finished.append((entry.index, outcome))
-
-    def _set_abort(self, reason: str, error: ChartMogulFatalError | None) -> None:
-        self.aborts.append((reason, error))
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.intake, name)
 
     def _notify(self) -> None:
         self.page_ready.set()
@@ -87,19 +76,22 @@ class Intake(CustomerIntake):
 
     def admit(self, **raw: Any) -> None:
         raw.setdefault("custom", [{"type": "Integer", "key": "seats", "value": 1}])
-        self._admit(parse_record(raw, index=self._count, allow_clear=True))
+        self.intake.admit(Entry(parse_record(raw, index=self._count, allow_clear=True)))
         self._count += 1
 
     def read_whole_listing(self) -> None:
-        """Wait for the listing thread to end, then index every page it handed over."""
-        assert self._listing is not None, "no listing was started"
-        self._listing.join(WAIT_SECONDS)
-        assert not self._listing._thread.is_alive(), "the listing thread did not end"
-        self._take_pages()
+        """Index every page the listing hands over, until its end (or the run is aborted)."""
+        assert self.intake.listing is not None, "no listing was started"
+        deadline = time.monotonic() + WAIT_SECONDS
+        while not self.intake.listed and not self.aborts:
+            assert time.monotonic() < deadline, "the listing did not end"
+            self.page_ready.wait(0.05)
+            self.page_ready.clear()
+            self.intake.take_pages()
 
     def startable(self) -> list[tuple[int, str | None]]:
         """The records that may start now (index, customer uuid), as the pusher would take them."""
-        return [(entry.index, entry.uuid) for entry in self.order.runnable()]
+        return [(entry.index, entry.uuid) for entry in self.intake.order.runnable()]
 
 
 @pytest.fixture
@@ -126,7 +118,7 @@ def test_a_record_naming_its_customer_starts_at_once_without_a_request(
 
     assert intake.startable() == [(0, "cus_known")]
     assert intake.submitted == []
-    assert intake._listing is None
+    assert intake.listing is None
     assert chartmogul_conn.requests == []
 
 
@@ -140,7 +132,7 @@ def test_records_to_look_up_are_held_until_the_choice_is_made(
     intake.admit(customer_uuid="cus_c")
 
     assert intake.submitted == []
-    assert intake._listing is None
+    assert intake.listing is None
     assert chartmogul_conn.requests == []
     # The record for a known customer waits too: either record before it may be for that customer.
     assert intake.startable() == []
@@ -151,12 +143,12 @@ def test_when_the_input_ends_under_the_threshold_each_held_record_is_looked_up(h
     intake.admit(external_id="a")
     intake.admit(email="b@example.com")
 
-    intake._decide_per_customer()
+    intake.input_ended()
 
     assert intake.submitted == [("lookup", 0), ("lookup", 1)]
-    assert intake._listing is None
+    assert intake.listing is None
     # Deciding again changes nothing.
-    intake._decide_per_customer()
+    intake.input_ended()
     assert intake.submitted == [("lookup", 0), ("lookup", 1)]
 
 
@@ -168,7 +160,7 @@ def test_per_customer_lookups_are_submitted_as_records_arrive(hook: ChartMogulHo
     intake.admit(email="c@example.com")
 
     assert intake.submitted == [("lookup", 0), ("lookup", 2)]
-    assert intake._listing is None
+    assert intake.listing is None
 
 
 def test_in_sync_mode_a_known_customer_waits_for_the_choice(hook: ChartMogulHook) -> None:
@@ -178,7 +170,7 @@ def test_in_sync_mode_a_known_customer_waits_for_the_choice(hook: ChartMogulHook
 
     assert intake.startable() == []
 
-    intake._decide_per_customer()
+    intake.input_ended()
 
     assert intake.startable() == [(0, "cus_a")]
     assert intake.submitted == []  # its write reads the state itself
@@ -198,9 +190,9 @@ def test_more_lookups_than_the_threshold_start_the_listing(
     intake = Intake(hook, PushOptions(listing_threshold=1))
 
     intake.admit(external_id="a")
-    assert intake._listing is None
+    assert intake.listing is None
     intake.admit(email="b@example.com")
-    assert intake._listing is not None
+    assert intake.listing is not None
     assert "Reading the customer listing (more than 1 customers to look up)" in caplog.text
 
     intake.read_whole_listing()
@@ -224,10 +216,9 @@ def test_the_listing_resolves_records_and_indexes_every_customer(
     intake.read_whole_listing()
 
     assert intake.startable() == [(0, target), (1, others[5]["uuid"])]
-    directory = intake.resolver.directory
-    assert directory is not None
-    assert directory.customers == 301
-    assert directory.requests == _listing_requests(chartmogul_conn) == 2
+    assert intake.index is not None
+    assert intake.index.customers == 301
+    assert intake.listing.requests == _listing_requests(chartmogul_conn) == 2
     assert "Indexed 301 ChartMogul customers from the customer listing: 2 requests" in caplog.text
 
 
@@ -285,9 +276,7 @@ def test_in_sync_mode_records_take_their_state_from_the_listing(
     intake.order.done(head)
     (resolved,) = intake.order.runnable()  # found by its external id in the listing
     assert (resolved.index, resolved.uuid, resolved.listed) == (1, known, True)
-    directory = intake.resolver.directory
-    assert directory is not None
-    assert directory.state(known) == {"seats": 3}
+    assert intake.listed_state(known) == {"seats": 3}
     # The listing taught the run the key's type.
     assert intake.observed.get("seats") == "Integer"
 
@@ -299,7 +288,7 @@ def test_a_customer_uuid_the_listing_lacks_is_released_when_the_listing_ends(
     intake = Intake(hook, PushOptions(mode="sync", listing_threshold=0))
 
     intake.admit(customer_uuid="cus_not_in_the_account")  # its state is to come from the listing
-    assert intake._listing is not None
+    assert intake.listing is not None
     assert intake.startable() == []
     intake.read_whole_listing()
 
@@ -340,8 +329,8 @@ def gated(hook: ChartMogulHook) -> Iterator[tuple[Intake, threading.Event]]:
 def _first_page(intake: Intake) -> None:
     """Index the first page only (the listing thread waits before requesting the second)."""
     assert intake.page_ready.wait(WAIT_SECONDS)
-    intake._take_pages()
-    assert intake._listed is False
+    intake.take_pages()
+    assert intake.listed is False
 
 
 def test_records_waiting_for_the_listing_are_placed_as_pages_settle_them(
@@ -455,7 +444,7 @@ def test_once_the_listing_is_being_read_records_never_get_a_lookup_of_their_own(
     intake = Intake(hook, PushOptions(listing_threshold=0))
     intake.admit(external_id="a")  # starts the listing
 
-    intake._decide_per_customer()  # as the pusher does when the input ends or too many wait
+    intake.input_ended()  # as the pusher does when the input ends or too many wait
     intake.admit(external_id="b")
     intake.read_whole_listing()
 
@@ -479,7 +468,7 @@ def test_a_failed_listing_page_aborts_the_run(chartmogul_conn: ChartMogulServer)
     assert reason.startswith("the customer listing failed: ")
     assert "HTTP 500" in reason
     assert error is None
-    assert intake._listed is False
+    assert intake.listed is False
     assert intake.finished == []  # the record is left for the pusher to report as not attempted
 
 
@@ -507,7 +496,7 @@ def test_a_cancelled_listing_aborts_with_the_cancellation_reason_alone(hook: Cha
     intake.admit(external_id="a")
     intake.read_whole_listing()
 
-    cancelled = intake._listing.error  # type: ignore[union-attr]
+    cancelled = intake.listing.error  # type: ignore[union-attr]
     assert isinstance(cancelled, ChartMogulCancelledError)
     ((reason, error),) = intake.aborts
     # The API message only, not "GET /v1/customers failed (...): ...": nothing was asked of the API.

@@ -16,8 +16,16 @@ from typing import Any
 import pytest
 
 from airflow_provider_chartmogul.exceptions import ChartMogulValidationError
+from airflow_provider_chartmogul.push import report as report_module
 from airflow_provider_chartmogul.push.records import CustomerRecord, describe_record, parse_record
-from airflow_provider_chartmogul.push.report import Change, Outcome, RunReport, failed_records, json_safe
+from airflow_provider_chartmogul.push.report import (
+    Change,
+    LookupSummary,
+    Outcome,
+    RunReport,
+    failed_records,
+    json_safe,
+)
 from airflow_provider_chartmogul.redaction import register_secret, secret_forms
 from tests.conftest import API_KEY
 
@@ -93,6 +101,9 @@ def test_a_report_without_outcomes_counts_nothing() -> None:
         "dry_run": False,
         "failures": [],
         "aborted": None,
+        "input_complete": True,
+        "requests": {},
+        "customer_lookup": {"strategy": "none", "requests": 0},
     }
     assert report.failed == 0
 
@@ -319,14 +330,40 @@ def test_a_dry_run_plan_lists_each_customer_that_did_not_fail_with_its_changes()
     ]
 
 
-def test_extras_are_merged_into_the_report() -> None:
+def test_the_run_fields_are_in_the_report() -> None:
     report = RunReport(mode="add", dry_run=False)
-    report.extra["requests"] = {"requests": 3, "retries": 1}
-    report.extra["duration_seconds"] = 0.25
+    report.requests = {"requests": 3, "retries": 1}
+    report.duration_seconds = 0.25
+    report.customer_lookup = LookupSummary("listing", 2, customers_indexed=301)
 
     shown = report.as_dict()
     assert shown["requests"] == {"requests": 3, "retries": 1}
     assert shown["duration_seconds"] == 0.25
+    assert shown["customer_lookup"] == {"strategy": "listing", "requests": 2, "customers_indexed": 301}
+    assert shown["input_complete"] is True
+    assert "records_not_read" not in shown and "not_attempted" not in shown
+
+
+def test_an_input_not_read_to_the_end_is_said_in_the_report_and_its_summary() -> None:
+    report = RunReport(mode="add", dry_run=False)
+    report.input_complete = False
+    report.records_not_read = 199_981
+
+    assert report.as_dict()["input_complete"] is False
+    assert report.as_dict()["records_not_read"] == 199_981
+    assert report.summary().endswith("the input was not read to the end (199981 records not read)")
+
+
+def test_a_dry_run_plan_is_bounded_and_counts_what_it_leaves_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(report_module, "MAX_PLAN_ENTRIES", 2)
+    report = RunReport(mode="sync", dry_run=True, keep_plan=True)
+    for i in range(5):
+        report.add(Outcome("succeeded", f"customer_uuid=cus_{i}", None, customer_uuid=f"cus_{i}"))
+
+    shown = report.as_dict()
+    assert [entry["customer_uuid"] for entry in shown["plan"]] == ["cus_0", "cus_1"]
+    assert shown["plan_omitted"] == 3
+    assert shown["succeeded"] == 5
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import pytest
 from airflow_provider_chartmogul.exceptions import ChartMogulAPIError
 from airflow_provider_chartmogul.push.plan import ObservedTypes
 from airflow_provider_chartmogul.push.records import CustomerRecord, parse_record
-from airflow_provider_chartmogul.push.resolve import CustomerDirectory, CustomerResolver, ResolutionError
+from airflow_provider_chartmogul.push.resolve import CustomerResolver, ResolutionError, carries
 
 
 def _customer(uuid: str, **fields: Any) -> dict[str, Any]:
@@ -316,168 +316,74 @@ def test_other_api_errors_while_reading_the_state_go_through() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# CustomerDirectory, one pass over the listing
+# No answer trusted blindly: a lookup's customer must carry the identifier asked for
 # ---------------------------------------------------------------------------------------------
 
 
-def _account() -> list[dict[str, Any]]:
-    return [
-        _customer(
-            "cus_merged",
-            external_id="A-1",
-            external_ids=["A-1", "A-2"],
-            data_source_uuid="ds_1",
-            data_source_uuids=["ds_1", "ds_2"],
-            email="Merged@Example.com",
-            custom={"seats": 3, "plan": "pro"},
+class MisdirectingHook(FakeHook):
+    """Answers every lookup with ``answer``, whatever was asked (a misdirected lookup)."""
+
+    def __init__(self, answer: list[dict[str, Any]]) -> None:
+        super().__init__([])
+        self.answer = answer
+
+    def iter_customers(
+        self, *args: Any, on_page: Callable[[], None] | None = None, **kw: Any
+    ) -> Iterator[dict[str, Any]]:
+        if on_page is not None:
+            on_page()
+        yield from self.answer
+
+
+def test_an_external_id_lookup_answering_another_customer_is_never_resolved() -> None:
+    resolver = _resolver(MisdirectingHook([_customer("cus_other", external_id="B-9")]))
+
+    with pytest.raises(ResolutionError) as caught:
+        resolver.resolve(_record(external_id="A-1"))
+
+    message = str(caught.value)
+    assert "external_id 'A-1'" in message and "cus_other" in message
+    assert "misdirected" in message and "nothing was written" in message
+
+
+def test_an_external_id_lookup_answering_the_id_in_another_data_source_is_never_resolved() -> None:
+    answer = [_customer("cus_ds2", external_id="A-1", data_source_uuid="ds_2")]
+    resolver = _resolver(MisdirectingHook(answer))
+
+    with pytest.raises(ResolutionError, match="misdirected"):
+        resolver.resolve(_record(external_id="A-1", data_source_uuid="ds_1"))
+    assert resolver.resolve(_record(external_id="A-1", data_source_uuid="ds_2")) == "cus_ds2"
+    assert resolver.resolve(_record(external_id="A-1")) == "cus_ds2"
+
+
+def test_only_the_answered_customers_that_carry_the_id_count() -> None:
+    answer = [_customer("cus_wrong", external_id="B-9"), _customer("cus_right", external_ids=["A-1", "A-2"])]
+
+    assert _resolver(MisdirectingHook(answer)).resolve(_record(external_id="A-2")) == "cus_right"
+
+
+def test_an_email_lookup_answering_another_email_is_a_misdirected_answer() -> None:
+    resolver = _resolver(MisdirectingHook([_customer("cus_other", email="other@example.com")]))
+
+    with pytest.raises(ResolutionError, match=r"email 'me@example.com'.*cus_other.*misdirected"):
+        resolver.resolve(_record(email="me@example.com"))
+
+
+@pytest.mark.parametrize(
+    ("identifier", "customer", "expected"),
+    [
+        ({"email": "A@Example.com"}, {"email": "a@example.COM"}, True),
+        ({"email": "a@example.com"}, {"email": "b@example.com"}, False),
+        ({"email": "a@example.com"}, {}, False),
+        ({"external_id": "x"}, {"external_id": "X"}, False),  # exact, not case-insensitive
+        ({"external_id": "7"}, {"external_id": 7}, True),  # the API may show it as a number
+        (
+            {"external_id": "x", "data_source_uuid": "ds_1"},
+            {"external_ids": ["x"], "data_source_uuids": ["ds_0", "ds_1"]},
+            True,
         ),
-        _customer("cus_42_ds1", external_id="42", data_source_uuid="ds_1", custom={"pro": True}),
-        _customer("cus_42_ds3", external_id="42", data_source_uuid="ds_3", email="team@example.com"),
-        _customer("cus_team", external_id=7, email="TEAM@example.com", custom={"mrr": 9.5}),
-    ]
-
-
-def test_the_directory_reads_the_whole_listing_and_counts_its_pages() -> None:
-    account = [_customer(f"cus_{i}", external_id=str(i)) for i in range(450)]
-    resolver = _resolver(FakeHook(account))
-
-    directory = resolver.build_directory(keep_state=False)
-
-    assert directory.customers == 450
-    assert directory.requests == 3
-    assert resolver.directory is directory
-    assert "cus_449" in directory
-    assert "cus_450" not in directory
-
-
-def test_once_the_directory_is_built_records_resolve_without_a_request() -> None:
-    hook = FakeHook(_account())
-    resolver = _resolver(hook)
-    resolver.build_directory(keep_state=False)
-    calls_for_listing = list(hook.calls)
-
-    resolved = [
-        resolver.resolve(_record(external_id="A-2")),
-        resolver.resolve(_record(external_id="42", data_source_uuid="ds_3")),
-        resolver.resolve(_record(email="merged@example.COM")),
-        resolver.resolve(_record(external_id="7")),
-    ]
-
-    assert resolved == ["cus_merged", "cus_42_ds3", "cus_merged", "cus_team"]
-    assert hook.calls == calls_for_listing == [("iter_customers", {})]
-    assert resolver.lookup_requests == 0
-
-
-def test_every_external_id_and_data_source_of_a_merged_customer_is_indexed() -> None:
-    directory = CustomerDirectory(keep_state=False)
-    for customer in _account():
-        directory.add(customer)
-
-    assert directory.find(_record(external_id="A-1")) == "cus_merged"
-    assert directory.find(_record(external_id="A-2", data_source_uuid="ds_2")) == "cus_merged"
-    assert directory.find(_record(external_id="A-1", data_source_uuid="ds_1")) == "cus_merged"
-
-
-def test_the_directory_tells_external_ids_apart_by_data_source() -> None:
-    directory = CustomerDirectory(keep_state=False)
-    for customer in _account():
-        directory.add(customer)
-
-    assert directory.find(_record(external_id="42", data_source_uuid="ds_1")) == "cus_42_ds1"
-    with pytest.raises(ResolutionError, match=r"matches 2 ChartMogul customers \(cus_42_ds1, cus_42_ds3\)"):
-        directory.find(_record(external_id="42"))
-    with pytest.raises(ResolutionError) as caught:
-        directory.find(_record(external_id="42", data_source_uuid="ds_2"))
-    assert str(caught.value) == "no ChartMogul customer has external_id '42' in data source 'ds_2'"
-    assert caught.value.status == 404
-
-
-def test_the_directory_matches_emails_case_insensitively_and_finds_shared_ones() -> None:
-    directory = CustomerDirectory(keep_state=False)
-    for customer in _account():
-        directory.add(customer)
-
-    assert directory.find(_record(email="MERGED@example.com")) == "cus_merged"
-    assert directory.candidates(_record(email="Team@Example.com")) == ["cus_42_ds3", "cus_team"]
-    with pytest.raises(ResolutionError, match="emails are not unique"):
-        directory.find(_record(email="team@example.com"))
-
-
-def test_candidates_are_a_copy_the_caller_may_change() -> None:
-    directory = CustomerDirectory(keep_state=False)
-    for customer in _account():
-        directory.add(customer)
-
-    directory.candidates(_record(external_id="42")).clear()
-
-    assert directory.candidates(_record(external_id="42")) == ["cus_42_ds1", "cus_42_ds3"]
-    assert directory.candidates(_record(external_id="42", data_source_uuid="ds_3")) == ["cus_42_ds3"]
-    assert directory.candidates(_record(external_id="nope")) == []
-
-
-def test_a_directory_with_state_answers_current_attributes_without_a_request() -> None:
-    hook = FakeHook(_account())
-    resolver = _resolver(hook)
-    resolver.build_directory(keep_state=True)
-
-    assert resolver.current_attributes("cus_merged") == {"seats": 3, "plan": "pro"}
-    assert resolver.current_attributes("cus_42_ds3") == {}
-    assert hook.calls == [("iter_customers", {})]
-    assert resolver.lookup_requests == 0
-
-
-def test_a_directory_without_state_leaves_current_attributes_to_a_request() -> None:
-    hook = FakeHook(_account(), attributes={"cus_merged": {"seats": 4}})
-    resolver = _resolver(hook)
-    resolver.build_directory(keep_state=False)
-
-    assert resolver.current_attributes("cus_merged") == {"seats": 4}
-    assert hook.calls[-1] == ("get_custom_attributes", {"customer_uuid": "cus_merged"})
-
-
-def test_the_state_of_a_customer_not_in_the_listing_is_a_404() -> None:
-    resolver = _resolver(FakeHook(_account()))
-    resolver.build_directory(keep_state=True)
-
-    with pytest.raises(ResolutionError) as caught:
-        resolver.current_attributes("cus_elsewhere")
-
-    assert str(caught.value) == "no ChartMogul customer has customer_uuid 'cus_elsewhere'"
-    assert caught.value.status == 404
-
-
-def test_building_the_directory_observes_the_account_types() -> None:
-    resolver = _resolver(FakeHook(_account()))
-
-    resolver.build_directory(keep_state=False)
-
-    assert resolver.observed.get("seats") == "Integer"
-    assert resolver.observed.get("plan") == "String"
-    assert resolver.observed.get("pro") == "Boolean"
-    assert resolver.observed.get("mrr") == "Decimal"
-
-
-def test_set_state_is_what_the_next_record_for_the_customer_is_planned_against() -> None:
-    directory = CustomerDirectory(keep_state=True)
-    for customer in _account():
-        directory.add(customer)
-    written = {"seats": 5, "plan": "pro"}
-
-    directory.set_state("cus_merged", written)
-    written["seats"] = 99  # the caller's dict is not kept
-    directory.set_state("cus_unknown", {"seats": 1})
-
-    assert directory.state("cus_merged") == {"seats": 5, "plan": "pro"}
-    assert "cus_unknown" not in directory
-    with pytest.raises(ResolutionError):
-        directory.state("cus_unknown")
-
-
-def test_a_listed_customer_state_is_copied_from_the_listing() -> None:
-    listed = _customer("cus_a", external_id="1", custom={"seats": 3})
-    directory = CustomerDirectory(keep_state=True)
-    directory.add(listed)
-
-    listed["attributes"]["custom"]["seats"] = 4
-
-    assert directory.state("cus_a") == {"seats": 3}
+        ({"external_id": "x", "data_source_uuid": "ds_1"}, {"external_id": "x"}, False),
+    ],
+)
+def test_carries(identifier: dict[str, Any], customer: dict[str, Any], expected: bool) -> None:
+    assert carries(_record(**identifier), {"uuid": "cus_1", **customer}) is expected

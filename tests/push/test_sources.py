@@ -13,7 +13,7 @@ import pytest
 
 from airflow_provider_chartmogul.exceptions import ChartMogulSourceError, ChartMogulValidationError
 from airflow_provider_chartmogul.push.report import Outcome, RunReport
-from airflow_provider_chartmogul.push.sources import RowError, iter_customer_input, iter_sql_records
+from airflow_provider_chartmogul.push.sources import RejectedInput, iter_customer_input, iter_sql_records
 from airflow_provider_chartmogul.redaction import register_secret, secret_forms
 from airflow_provider_chartmogul.version_compat import AirflowException, literal
 from tests.conftest import API_KEY
@@ -190,7 +190,7 @@ def test_an_input_that_breaks_ends_with_one_input_error_after_what_was_read() ->
     assert items[:2] == RECORDS[:2]
     assert len(items) == 3
     error = items[2]
-    assert isinstance(error, RowError)
+    assert isinstance(error, RejectedInput)
     assert (error.index, error.label, error.stage) == (2, "record #2", "input")
     assert error.message == (
         "record #2: reading customers failed here with RuntimeError: upstream went away; records #0 "
@@ -389,7 +389,7 @@ def test_a_database_error_between_batches_ends_with_one_input_error(sqlite_db: C
     *records, error = items
     assert [r["customer_uuid"] for r in records] == [f"cus_{i}" for i in range(len(records))]
     assert len(records) in (2, 3)  # sqlite3 may read one row ahead
-    assert isinstance(error, RowError)
+    assert isinstance(error, RejectedInput)
     assert error.stage == "input"
     assert error.index == len(records)
     assert (

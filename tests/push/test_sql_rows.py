@@ -17,7 +17,7 @@ from airflow_provider_chartmogul.attributes import CustomAttribute
 from airflow_provider_chartmogul.exceptions import ChartMogulValidationError
 from airflow_provider_chartmogul.push.records import parse_record
 from airflow_provider_chartmogul.push.sql_rows import (
-    RowError,
+    RejectedInput,
     check_columns,
     records_from_rows,
     validate_attribute_types,
@@ -72,7 +72,7 @@ def test_validate_attribute_types_rejects(types: Any, expected: list[str]) -> No
     ],
 )
 def test_check_columns_ok(columns: list[str], types: dict[str, str] | None) -> None:
-    check_columns(columns, types)
+    check_columns(columns, validate_attribute_types(types))
 
 
 @pytest.mark.parametrize(
@@ -100,7 +100,7 @@ def test_check_columns_ok(columns: list[str], types: dict[str, str] | None) -> N
 )
 def test_check_columns_rejects(columns: list[Any], types: dict[str, str] | None, expected: list[str]) -> None:
     with pytest.raises(ChartMogulValidationError) as exc_info:
-        check_columns(columns, types)
+        check_columns(columns, validate_attribute_types(types))
     message = str(exc_info.value)
     assert message.startswith(("SQL result: ", "attribute_types: "))
     for part in expected:
@@ -111,10 +111,10 @@ def test_check_columns_rejects(columns: list[Any], types: dict[str, str] | None,
 
 def test_check_columns_shortens() -> None:
     with pytest.raises(ChartMogulValidationError) as exc_info:
-        check_columns(["email", "-" + LONG], None)
+        check_columns(["email", "-" + LONG], {})
     assert LONG not in str(exc_info.value)
     with pytest.raises(ChartMogulValidationError) as exc_info:
-        check_columns([LONG, "x"], None)
+        check_columns([LONG, "x"], {})
     assert LONG not in str(exc_info.value)
 
 
@@ -123,7 +123,7 @@ def test_check_columns_shortens() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _all(columns: Sequence[str], rows: Any, **kwargs: Any) -> list[dict[str, Any] | RowError]:
+def _all(columns: Sequence[str], rows: Any, **kwargs: Any) -> list[dict[str, Any] | RejectedInput]:
     return list(records_from_rows(columns, rows, **kwargs))
 
 
@@ -191,7 +191,7 @@ def test_many_rows_stream() -> None:
 
 def test_start_index() -> None:
     out = _all(["email", "blob"], [("a@b.c", b"x")], start_index=100)
-    assert isinstance(out[0], RowError)
+    assert isinstance(out[0], RejectedInput)
     assert out[0].index == 100
     assert out[0].label == "record #100 (email='a@b.c')"
 
@@ -255,7 +255,7 @@ def test_type_inference_sqlite3() -> None:
         ("since", "2022-09-08"),
     ]
     error = out[1]
-    assert isinstance(error, RowError)
+    assert isinstance(error, RejectedInput)
     assert error.index == 1
     assert error.key == "logo"
     for part in [
@@ -281,7 +281,7 @@ def test_type_inference_sqlite3() -> None:
         (uuid.UUID(int=1), "UUID"),
     ],
 )
-def test_uninferable_values_become_row_errors(value: Any, pytype: str) -> None:
+def test_uninferable_values_become_rejected_rows(value: Any, pytype: str) -> None:
     out = _all(
         ["external_id", "plan", "odd"],
         [("a", "pro", 1), ("b", "basic", value), ("c", "free", None)],
@@ -289,7 +289,7 @@ def test_uninferable_values_become_row_errors(value: Any, pytype: str) -> None:
     assert isinstance(out[0], dict)
     assert isinstance(out[2], dict)  # the stream goes on
     error = out[1]
-    assert isinstance(error, RowError)
+    assert isinstance(error, RejectedInput)
     assert error.label == "record #1 (external_id='b')"
     assert error.message.startswith("record #1 (external_id='b'): ")
     assert "attribute 'odd'" in error.message
@@ -305,21 +305,21 @@ def test_uninferable_values_become_row_errors(value: Any, pytype: str) -> None:
 
 def test_uninferable_first_value() -> None:
     out = _all(["email", "odd"], [("a@b.c", b"\x00"), ("d@e.f", "fine")])
-    assert isinstance(out[0], RowError)
+    assert isinstance(out[0], RejectedInput)
     assert "Python bytes value" in out[0].message
     assert out[1] == {"email": "d@e.f", "custom": [{"type": "String", "key": "odd", "value": "fine"}]}
 
 
-def test_row_error_shortens_values() -> None:
+def test_rejected_row_shortens_values() -> None:
     (error,) = _all(["email", "odd"], [("a@b.c", LONG.encode())])
-    assert isinstance(error, RowError)
+    assert isinstance(error, RejectedInput)
     assert LONG not in error.message
     assert len(error.message) < 700
 
 
-def test_row_error_several_columns() -> None:
+def test_rejected_row_several_columns() -> None:
     (error,) = _all(["email", "a", "b"], [("a@b.c", b"1", {"x": 1})])
-    assert isinstance(error, RowError)
+    assert isinstance(error, RejectedInput)
     assert "attribute 'a'" in error.message
     assert "attribute 'b'" in error.message
     assert error.key == "a"
@@ -327,7 +327,7 @@ def test_row_error_several_columns() -> None:
 
 def test_row_with_wrong_length() -> None:
     out = _all(["email", "plan"], [("a@b.c",), ("d@e.f", "pro")])
-    assert isinstance(out[0], RowError)
+    assert isinstance(out[0], RejectedInput)
     assert "record #0 (email='a@b.c')" in out[0].message
     assert "row has 1 values but the SQL result has 2 columns" in out[0].message
     assert isinstance(out[1], dict)
@@ -369,7 +369,7 @@ def test_inferred_type_is_kept_per_column() -> None:
     assert out[2]["custom"][0] == {"type": "Integer", "key": "price", "value": 9.0}
     assert parse_record(out[2], index=2).custom[0] == CustomAttribute("Integer", "price", 9)
     error = out[3]
-    assert isinstance(error, RowError)
+    assert isinstance(error, RejectedInput)
     for part in [
         "record #3 (email='d@b.c')",
         "attribute 'price'",
@@ -463,10 +463,10 @@ def test_an_integer_customer_uuid_is_refused_from_a_record_and_from_sql_alike() 
 
 
 @pytest.mark.parametrize("nan", [float("nan"), Decimal("NaN")])
-def test_a_row_errors_record_is_strict_json_and_a_nan_in_it_is_refused_again(nan: Any) -> None:
+def test_a_rejected_rows_record_is_strict_json_and_a_nan_in_it_is_refused_again(nan: Any) -> None:
     columns = ["customer_uuid", "note", "logo"]
     (error,) = _all(columns, [("cus_1", nan, b"\x00")], attribute_types={"note": "String"})
-    assert isinstance(error, RowError) and error.key == "logo"
+    assert isinstance(error, RejectedInput) and error.key == "logo"
     (note,) = error.record["custom"]
     assert note["value"] == {"unrepresentable": repr(nan) if isinstance(nan, float) else str(nan)}
     json.dumps(error.record, allow_nan=False)

@@ -9,7 +9,7 @@ import pytest
 
 from airflow_provider_chartmogul.operators.custom_attributes import AddCustomAttributesOperator
 from airflow_provider_chartmogul.push.records import parse_record
-from airflow_provider_chartmogul.push.schedule import CustomerOrder, Entry
+from airflow_provider_chartmogul.push.write_order import CustomerOrder, Entry
 from airflow_provider_chartmogul.testing.server import ChartMogulServer
 
 

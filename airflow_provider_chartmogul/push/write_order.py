@@ -79,10 +79,6 @@ class CustomerOrder:
         self._blocked: set[str] = set()  # chains whose head waits for an unknown record
         self._unblocked = False
 
-    def __len__(self) -> int:
-        """Records not finished: waiting, running, or not known yet."""
-        return sum(len(chain) for chain in self._chains.values()) + len(self._anything) + len(self._unlisted)
-
     # ---- what the main thread learns ----------------------------------------------------------------
 
     def hold(self, entry: Entry, *, until_listed: bool = False) -> None:
