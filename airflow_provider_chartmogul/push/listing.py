@@ -46,10 +46,6 @@ class ListingReader:
         """No further page is requested (the page being read, if any, still ends)."""
         self._stopped = True
 
-    def join(self, timeout: float) -> None:
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
     def _read(self) -> None:
         batch: list[dict[str, Any]] = []
 

@@ -62,7 +62,6 @@ class Plan:
     put: dict[str, Any] = field(default_factory=dict)
     delete: list[str] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
-    conflicts: list[str] = field(default_factory=list)
 
     @property
     def writes(self) -> int:

@@ -43,13 +43,11 @@ def _listing_requests(server: ChartMogulServer) -> int:
 
 
 def _run(reader: ListingReader) -> list[list[dict[str, Any]] | None]:
-    """Start ``reader``, wait for its thread, and take everything it queued (the end included)."""
+    """Start ``reader`` and take everything it queues, up to its end (None)."""
     reader.start()
-    reader.join(JOIN_SECONDS)
-    assert not reader._thread.is_alive(), "the listing thread did not end"
     items: list[list[dict[str, Any]] | None] = []
-    while not reader.pages.empty():
-        items.append(reader.pages.get_nowait())
+    while not items or items[-1] is not None:
+        items.append(reader.pages.get(timeout=JOIN_SECONDS))
     return items
 
 
@@ -109,11 +107,16 @@ def test_the_first_page_is_handed_over_before_the_next_is_requested(
     seen: list[tuple[int, int]] = []
     reader: ListingReader
 
+    ended = threading.Event()
+
     def notify() -> None:
         seen.append((reader.pages.qsize(), _listing_requests(chartmogul_conn)))
+        if reader.seconds:  # set when the reading ends, before the last notify
+            ended.set()
 
     reader = ListingReader(hook, notify)
-    _run(reader)
+    reader.start()
+    assert ended.wait(JOIN_SECONDS), "the listing did not end"
 
     # Woken with the first page waiting while only its own request had been made.
     assert seen[0] == (1, 1)
@@ -145,15 +148,6 @@ def test_the_reading_time_is_measured(chartmogul_conn: ChartMogulServer, hook: C
 
     # Two pages, each answered after at least 0.1 s.
     assert 0.2 <= reader.seconds < JOIN_SECONDS
-
-
-def test_joining_a_reader_that_never_started_returns_at_once(hook: ChartMogulHook) -> None:
-    reader = ListingReader(hook, _nothing)
-
-    reader.join(0.01)
-
-    assert reader.requests == 0
-    assert reader.pages.empty()
 
 
 # ---------------------------------------------------------------------------------------------
