@@ -36,6 +36,10 @@ class ServerProcess:
     :param slow_seconds: how long the "slow" fault holds an answer (``--slow-seconds``).
     :param record_requests: keep the request log (``--no-record`` when False).
     :param seed_file: a JSON list of ``add_customer`` keyword objects loaded at start (``--seed``).
+    :param synthetic_customers: how many synthetic customers to load at start (``--seed-synthetic``;
+        identifiers and values as docs/test-server.md, "Synthetic customers", states them).
+    :param synthetic_custom_share: the share of them that hold custom attributes
+        (``--synthetic-custom-share``).
     :param log_path: where the server's stderr goes.
     """
 
@@ -50,6 +54,8 @@ class ServerProcess:
         slow_seconds: float | None = None,
         record_requests: bool = True,
         seed_file: Path | None = None,
+        synthetic_customers: int = 0,
+        synthetic_custom_share: float = 1.0,
         log_path: Path | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
@@ -61,6 +67,8 @@ class ServerProcess:
         self.slow_seconds = slow_seconds
         self.record_requests = record_requests
         self.seed_file = seed_file
+        self.synthetic_customers = synthetic_customers
+        self.synthetic_custom_share = synthetic_custom_share
         self.log_path = log_path
         self.env = dict(env) if env is not None else None
         self.url = ""
@@ -84,6 +92,9 @@ class ServerProcess:
             command.append("--no-record")
         if self.seed_file is not None:
             command += ["--seed", str(self.seed_file)]
+        if self.synthetic_customers:
+            command += ["--seed-synthetic", str(self.synthetic_customers)]
+            command += ["--synthetic-custom-share", str(self.synthetic_custom_share)]
         return command
 
     def describe(self) -> str:
@@ -197,6 +208,11 @@ class ServerProcess:
         if chunk:
             added += self.admin("POST", "customers", chunk)["count"]
         return added
+
+    def seed_synthetic(self, count: int, *, start: int = 0, custom_share: float = 1.0) -> int:
+        """Add synthetic customers ``start`` .. ``start + count - 1`` (``POST /_testing/synthetic``)."""
+        body = {"count": count, "start": start, "custom_share": custom_share}
+        return int(self.admin("POST", "synthetic", body)["count"])
 
     def add_customers(self, customers: Sequence[Mapping[str, Any]]) -> list[str]:
         """Add customers (``add_customer`` keyword objects); their uuids."""

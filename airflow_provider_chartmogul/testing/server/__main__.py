@@ -26,6 +26,16 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--read-only-key", action="append", default=[], metavar="KEY", help="repeatable")
     parser.add_argument("--seed", metavar="FILE", help="JSON list of add_customer keyword objects")
+    parser.add_argument(
+        "--seed-synthetic", type=int, default=0, metavar="N", help="add N synthetic customers (see the docs)"
+    )
+    parser.add_argument(
+        "--synthetic-custom-share",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="share of the synthetic customers that hold custom attributes (0..1, default 1)",
+    )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every API answer")
     parser.add_argument("--rate-limit", type=float, default=None, help="requests per second")
     parser.add_argument("--retry-after", type=float, default=None, help="Retry-After seconds on 429")
@@ -36,6 +46,16 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--type-conflict", choices=("error", "overwrite"), default="error")
     parser.add_argument("--delete-status", type=int, choices=(200, 202, 204), default=200)
     parser.add_argument("--no-record", action="store_true", help="do not keep the request log")
+    parser.add_argument(
+        "--request-log-limit", type=int, default=100_000, metavar="N", help="most records kept (0: no limit)"
+    )
+    parser.add_argument(
+        "--request-log-body-bytes",
+        type=int,
+        default=64 * 1024 * 1024,
+        metavar="N",
+        help="bodies kept in the log, in bytes, before the oldest are released (-1: no limit)",
+    )
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--quiet", action="store_true", help="print nothing but the listening line")
     output.add_argument("--verbose", action="store_true", help="access log on stderr")
@@ -72,11 +92,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             type_conflict=args.type_conflict,
             delete_status=args.delete_status,
             record_requests=not args.no_record,
+            request_log_limit=args.request_log_limit or None,
+            request_log_body_bytes=None if args.request_log_body_bytes < 0 else args.request_log_body_bytes,
             verbose=args.verbose,
             quiet=args.quiet,
         )
         if args.seed:
             _seed(server, args.seed)
+        if args.seed_synthetic:
+            server.seed_synthetic(args.seed_synthetic, custom_share=args.synthetic_custom_share)
         server.start()
     except (OSError, ValueError, TypeError) as exc:
         if not args.quiet:

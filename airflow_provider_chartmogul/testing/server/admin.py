@@ -55,7 +55,7 @@ class AdminApi:
     def get_requests(self, query: Query, body: Any) -> Answer:
         since = int(query_value(query, "since") or 0)
         bodies = query_value(query, "bodies") != "0"
-        records = list(enumerate(self._server.requests))[max(since, 0) :]
+        records = self._server.indexed_requests(since)
         return json_answer(200, [{"index": index, **record.to_json(bodies)} for index, record in records])
 
     def delete_requests(self, query: Query, body: Any) -> Answer:
@@ -82,6 +82,12 @@ class AdminApi:
         with self._lock:
             uuids = self._store.load(body)
         return json_answer(200, {"count": len(uuids), "uuids": uuids})
+
+    def post_synthetic(self, query: Query, body: Any) -> Answer:
+        if not isinstance(body, dict):
+            raise ValueError("body must be an object of seed_synthetic() keywords")
+        count = self._server.seed_synthetic(**body)
+        return json_answer(200, {"count": count})
 
     def get_config(self, query: Query, body: Any) -> Answer:
         return json_answer(200, self._server.config)

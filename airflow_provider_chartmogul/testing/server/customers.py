@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import re
 from typing import Any
 
 DEFAULT_DATA_SOURCE_UUID = "ds_00000000-0000-0000-0000-000000000001"
@@ -75,28 +75,84 @@ def new_customer_uuid() -> str:
     return f"cus_{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
 
 
-@dataclass(eq=False)
 class StoredCustomer:
-    """One customer: its position in insertion order, its own fields and the custom map."""
+    """One customer, stored compactly: a million of them must fit in one test process.
 
-    position: int
-    fields: dict[str, Any]
-    custom: dict[str, Any] = field(default_factory=dict)
-    tags: list[str] = field(default_factory=list)
+    The common fields are slots; ``more`` holds only what differs from a plain customer (other
+    fields under their API names, ``external_ids`` / ``data_source_uuids`` when a merged customer
+    has several, a given ``chartmogul-url``), or None.
+    """
+
+    __slots__ = (
+        "custom",
+        "data_source_uuid",
+        "email",
+        "external_id",
+        "id",
+        "more",
+        "name",
+        "position",
+        "tags",
+        "uuid",
+    )
+
+    def __init__(
+        self,
+        position: int,
+        id_: int,
+        uuid: str,
+        external_id: str,
+        data_source_uuid: str,
+        *,
+        email: str = "",
+        name: str = "",
+        custom: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+        more: dict[str, Any] | None = None,
+    ) -> None:
+        self.position = position
+        self.id = id_
+        self.uuid = uuid
+        self.external_id = external_id
+        self.data_source_uuid = data_source_uuid
+        self.email = email
+        self.name = name
+        self.custom: dict[str, Any] = {} if custom is None else custom
+        self.tags = tags or None
+        self.more = more or None
 
     @property
-    def uuid(self) -> str:
-        return str(self.fields["uuid"])
+    def external_ids(self) -> list[str]:
+        shown = self.more.get("external_ids") if self.more else None
+        return list(shown) if shown is not None else [self.external_id]
+
+    @property
+    def data_source_uuids(self) -> list[str]:
+        shown = self.more.get("data_source_uuids") if self.more else None
+        return list(shown) if shown is not None else [self.data_source_uuid]
 
     def attributes(self) -> dict[str, Any]:
         """The ``attributes`` object (a fresh copy)."""
-        return {"tags": list(self.tags), "stripe": {}, "clearbit": {}, "custom": dict(self.custom)}
+        tags = list(self.tags) if self.tags else []
+        return {"tags": tags, "stripe": {}, "clearbit": {}, "custom": dict(self.custom)}
 
     def render(self) -> dict[str, Any]:
         """The customer object as the API shows it (a fresh copy, safe to hand out)."""
-        shown = {**_CUSTOMER_DEFAULTS, **self.fields}
-        shown["external_ids"] = list(shown["external_ids"])
-        shown["data_source_uuids"] = list(shown["data_source_uuids"])
+        slug = (re.sub(r"[^A-Za-z0-9]+", "_", self.name).strip("_") if self.name else "") or "customer"
+        shown = {
+            **_CUSTOMER_DEFAULTS,
+            "id": self.id,
+            "uuid": self.uuid,
+            "external_id": self.external_id,
+            "data_source_uuid": self.data_source_uuid,
+            "name": self.name,
+            "email": self.email,
+            "chartmogul-url": f"https://app.chartmogul.com/#/customers/{self.id}-{slug}",
+        }
+        if self.more:
+            shown.update(self.more)
+        shown["external_ids"] = self.external_ids
+        shown["data_source_uuids"] = self.data_source_uuids
         shown["address"] = {
             "address_zip": shown["zip"],
             "city": shown["city"],

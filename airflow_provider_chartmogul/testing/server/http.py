@@ -205,12 +205,34 @@ def read_api_request(handler: Handler, path: str, query: dict[str, list[str]], r
     )
 
 
+class _SharedStrings:
+    """One string object for each of the first ``size`` distinct texts seen, so the request log's
+    many copies of the same header names and values (host, user agent, key) are stored once."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._known: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, text: str) -> str:
+        found = self._known.get(text)
+        if found is not None:
+            return found
+        with self._lock:
+            if len(self._known) < self._size:
+                self._known.setdefault(text, text)
+        return self._known.get(text, text)
+
+
+_shared = _SharedStrings(4096)
+
+
 def lower_case_headers(headers: Message) -> dict[str, str]:
     """Header names in lower case; a repeated header's values joined with ", "."""
     joined: dict[str, str] = {}
     for name, value in headers.items():
-        lower = name.lower()
-        joined[lower] = f"{joined[lower]}, {value}" if lower in joined else value
+        lower = _shared(name.lower())
+        joined[lower] = f"{joined[lower]}, {value}" if lower in joined else _shared(value)
     return joined
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_chartmogul.testing.server.answers import Answer
-from airflow_provider_chartmogul.testing.server.http import ApiRequest
+from airflow_provider_chartmogul.testing.server.http import ApiRequest, parse_json
+from airflow_provider_chartmogul.testing.server.settings import Settings
 from airflow_provider_chartmogul.testing.server.trickle import Trickle
 
 _BODY_FIELDS = frozenset({"body", "raw_body", "response_body"})
@@ -14,7 +17,7 @@ _BODY_FIELDS = frozenset({"body", "raw_body", "response_body"})
 _LIMIT_REJECTIONS = frozenset({"rate_limit", "max_parallel"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RequestRecord:
     """One API request as the server saw it.
 
@@ -23,13 +26,13 @@ class RequestRecord:
     was sent ("drop"/"slow"); ``started``/``ended`` are ``time.monotonic()`` at arrival and when
     the answer was ready (just before it is written; the record is in the log before the client
     can read the answer); ``api_key`` is the Basic-auth user name; ``headers`` have lower-case names
-    (repeated headers joined with ", "); ``fault`` says which failure was injected, if any.
+    (repeated headers joined with ", "); ``fault`` says which failure was injected, if any;
+    ``bodies_dropped`` is True once the log released this record's bodies to stay in its budget.
     """
 
     method: str
     path: str
     query: dict[str, list[str]]
-    body: Any
     raw_body: bytes
     status: int | None
     started: float
@@ -38,6 +41,21 @@ class RequestRecord:
     headers: dict[str, str]
     fault: str | None
     response_body: bytes = b""
+    bodies_dropped: bool = False
+
+    @property
+    def body(self) -> Any:
+        """The request body parsed as JSON (a fresh copy), or None; parsed when read, as a parsed
+        body takes several times the memory of its bytes."""
+        return parse_json(self.raw_body)[0]
+
+    @property
+    def body_bytes(self) -> int:
+        """The bytes of the bodies this record holds (what ``request_log_body_bytes`` counts)."""
+        return len(self.raw_body) + len(self.response_body)
+
+    def without_bodies(self) -> RequestRecord:
+        return dataclasses.replace(self, raw_body=b"", response_body=b"", bodies_dropped=True)
 
     @property
     def duration(self) -> float:
@@ -63,14 +81,26 @@ class RequestRecord:
             "headers": self.headers,
             "fault": self.fault,
             "response_body": self.response_body.decode("utf-8", errors="backslashreplace"),
+            "bodies_dropped": self.bodies_dropped,
         }
 
 
 class RequestLog:
-    """The records (when kept) and the counters of every API request. Not thread-safe."""
+    """The records (when kept) and the counters of every API request. Not thread-safe.
+
+    The records are bounded, so a long run cannot grow the server without end: at most ``limit``
+    are kept (the oldest go first), and once their bodies add up to more than ``body_bytes`` the
+    oldest records' bodies are released (the records stay, with ``bodies_dropped``). Indices count
+    from the last :meth:`clear`, also past records that went.
+    """
 
     def __init__(self) -> None:
-        self.records: list[RequestRecord] = []
+        self.records: deque[RequestRecord] = deque()
+        self.added = 0  # records appended since the last clear()
+        self.records_dropped = 0
+        self.bodies_dropped = 0
+        self._with_bodies = 0  # the newest this many records hold their bodies
+        self._body_bytes = 0
         self.reset_counters()
 
     def reset_counters(self) -> None:
@@ -80,8 +110,19 @@ class RequestLog:
         self.fault_counts: dict[str, int] = {}
         self.trickles: list[Trickle] = []
 
-    def add(self, request: ApiRequest, answer: Answer | None, ended: float, keep: bool) -> None:
-        """Count one answered (or dropped) request; keep its record if ``keep``."""
+    def clear(self) -> None:
+        """Forget the records; indices restart at 0."""
+        self.records = deque(maxlen=self.records.maxlen)
+        self.added = self.records_dropped = self.bodies_dropped = 0
+        self._with_bodies = self._body_bytes = 0
+
+    @property
+    def first_index(self) -> int:
+        """The index of the oldest record kept."""
+        return self.added - len(self.records)
+
+    def add(self, request: ApiRequest, answer: Answer | None, ended: float, settings: Settings) -> None:
+        """Count one answered (or dropped) request; keep its record if the settings say so."""
         status = answer.status if answer is not None else None
         fault = answer.fault if answer is not None else None
         self.total += 1
@@ -91,23 +132,48 @@ class RequestLog:
             self.by_status[status] = self.by_status.get(status, 0) + 1
         if fault is not None and fault not in _LIMIT_REJECTIONS:
             self.fault_counts[fault] = self.fault_counts.get(fault, 0) + 1
-        if keep:
-            self.records.append(
-                RequestRecord(
-                    method=request.method,
-                    path=request.path,
-                    query=request.query,
-                    body=request.body,
-                    raw_body=request.raw_body,
-                    status=status,
-                    started=request.started,
-                    ended=ended,
-                    api_key=request.api_key,
-                    headers=request.headers,
-                    fault=fault,
-                    response_body=answer.body if answer is not None and status is not None else b"",
-                )
+        if settings.record_requests:
+            record = RequestRecord(
+                method=request.method,
+                path=request.path,
+                query=request.query,
+                raw_body=request.raw_body,
+                status=status,
+                started=request.started,
+                ended=ended,
+                api_key=request.api_key,
+                headers=request.headers,
+                fault=fault,
+                response_body=answer.body if answer is not None and status is not None else b"",
             )
+            self._keep(record, settings.request_log_limit, settings.request_log_body_bytes)
+
+    def _keep(self, record: RequestRecord, limit: int | None, body_bytes: int | None) -> None:
+        if self.records.maxlen != limit:  # the setting changed: the oldest beyond a lower limit go
+            kept = deque(self.records, maxlen=limit)
+            self.records_dropped += len(self.records) - len(kept)
+            self.records = kept
+            self._with_bodies = min(self._with_bodies, len(kept))
+            self._body_bytes = sum(kept[-i].body_bytes for i in range(1, self._with_bodies + 1))
+        if len(self.records) == self.records.maxlen:
+            oldest = self.records[0]  # the deque drops it on append
+            self.records_dropped += 1
+            if self._with_bodies == len(self.records):
+                self._with_bodies -= 1
+                self._body_bytes -= oldest.body_bytes
+        self.records.append(record)
+        self.added += 1
+        self._with_bodies += 1
+        self._body_bytes += record.body_bytes
+        # The records holding bodies are always the newest: release the oldest of them first.
+        while body_bytes is not None and self._body_bytes > body_bytes:
+            index = len(self.records) - self._with_bodies
+            released = self.records[index]
+            if released.body_bytes:
+                self.records[index] = released.without_bodies()
+                self._body_bytes -= released.body_bytes
+                self.bodies_dropped += 1
+            self._with_bodies -= 1
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -116,4 +182,6 @@ class RequestLog:
             "dropped": self.dropped,
             "faults": dict(self.fault_counts),
             "faults_injected": sum(self.fault_counts.values()),
+            "log_records_dropped": self.records_dropped,
+            "log_bodies_dropped": self.bodies_dropped,
         }

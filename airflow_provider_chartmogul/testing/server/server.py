@@ -31,6 +31,11 @@ from airflow_provider_chartmogul.testing.server.responses import ApiCall
 from airflow_provider_chartmogul.testing.server.routes import WRITE_METHODS, resolve
 from airflow_provider_chartmogul.testing.server.settings import Settings, validate_settings
 from airflow_provider_chartmogul.testing.server.state import AccountStore, bulk_load
+from airflow_provider_chartmogul.testing.server.synthetic import (
+    SYNTHETIC_DEFINITIONS,
+    check_synthetic,
+    synthetic_customers,
+)
 from airflow_provider_chartmogul.testing.server.trickle import send_trickled
 
 
@@ -56,6 +61,8 @@ class ChartMogulServer:
         type_conflict: str = "error",
         delete_status: int = 200,
         record_requests: bool = True,
+        request_log_limit: int | None = 100_000,
+        request_log_body_bytes: int | None = 64 * 1024 * 1024,
         verbose: bool = False,
         quiet: bool = False,
     ) -> None:
@@ -78,6 +85,8 @@ class ChartMogulServer:
                 "type_conflict": type_conflict,
                 "delete_status": delete_status,
                 "record_requests": record_requests,
+                "request_log_limit": request_log_limit,
+                "request_log_body_bytes": request_log_body_bytes,
             },
         )
         self._store = AccountStore()
@@ -200,6 +209,20 @@ class ChartMogulServer:
         with self._lock:
             return self._store.load(customers)
 
+    def seed_synthetic(self, count: int, *, start: int = 0, custom_share: float = 1.0) -> int:
+        """Add ``count`` synthetic customers (numbers ``start`` on) and define their keys; how many.
+
+        Identifiers and custom values follow the formulas of :mod:`.synthetic` (docs/test-server.md,
+        "Synthetic customers"); ``custom_share`` of them (spread evenly) hold custom attributes.
+        A million load in about 10 s.
+        """
+        count, start, custom_share = check_synthetic(count, start, custom_share)
+        with self._lock:
+            for key, type_ in SYNTHETIC_DEFINITIONS.items():
+                self._store.define(key, type_)
+            customers = synthetic_customers(count, start=start, custom_share=custom_share)
+            return len(self._store.load(customers))
+
     def define_attribute(self, key: str, type_: str) -> None:
         """Define ``key`` account-wide with ``type_`` (redefines an existing key)."""
         with self._lock:
@@ -231,14 +254,23 @@ class ChartMogulServer:
 
     @property
     def requests(self) -> list[RequestRecord]:
-        """A copy of the request log (API requests only, oldest first)."""
+        """A copy of the request log (API requests only, oldest first; bounded, see the settings
+        ``request_log_limit`` and ``request_log_body_bytes``)."""
         with self._lock:
             return list(self._log.records)
+
+    def indexed_requests(self, since: int = 0) -> list[tuple[int, RequestRecord]]:
+        """The records kept whose index (counted from the last clear, dropped records included)
+        is ``since`` or above, with their indices."""
+        with self._lock:
+            first = self._log.first_index
+            skip = max(since - first, 0)
+            return [(first + skip + i, record) for i, record in enumerate(list(self._log.records)[skip:])]
 
     def clear_requests(self) -> None:
         """Empty the request log (indices for ``?since=`` restart at 0). Stats are kept."""
         with self._lock:
-            self._log.records.clear()
+            self._log.clear()
 
     def stats(self) -> dict[str, Any]:
         """Counters since start or reset().
@@ -258,7 +290,7 @@ class ChartMogulServer:
         window and the stats; re-seed the fault generator. Settings are kept."""
         with self._lock:
             self._store.clear()
-            self._log.records.clear()
+            self._log.clear()
             self._log.reset_counters()
             self._limits.reset()
             self._faults.reset(self._settings.fault_seed)
@@ -268,7 +300,8 @@ class ChartMogulServer:
     def configure(self, **changes: Any) -> None:
         """Change settings at run time: latency, rate_limit, rate_limit_retry_after,
         max_parallel, faults, fault_seed (re-seeds the generator), slow_seconds, type_conflict,
-        delete_status, record_requests, trickle_seconds, api_keys. Raises TypeError/ValueError on
+        delete_status, record_requests, request_log_limit, request_log_body_bytes, trickle_seconds,
+        api_keys. Raises TypeError/ValueError on
         bad input."""
         with self._lock:
             self._settings = validate_settings(self._settings, changes)
@@ -375,7 +408,7 @@ class ChartMogulServer:
         with self._lock:
             if admitted:
                 self._limits.release()
-            self._log.add(request, answer, ended, keep=self._settings.record_requests)
+            self._log.add(request, answer, ended, self._settings)
 
     def _send_trickled(self, handler: Handler, answer: Answer, request: ApiRequest) -> None:
         head, body = handler.encode_answer(answer)

@@ -27,6 +27,8 @@ class Settings:
     type_conflict: str = "error"
     delete_status: int = 200
     record_requests: bool = True
+    request_log_limit: int | None = 100_000
+    request_log_body_bytes: int | None = 64 * 1024 * 1024
     trickle_seconds: float = 1.5
 
     def to_json(self) -> dict[str, Any]:
@@ -72,6 +74,12 @@ def validate_settings(current: Settings, changes: Mapping[str, Any]) -> Settings
         values["delete_status"] = int(values["delete_status"])
         if values["delete_status"] not in (200, 202, 204):
             raise ValueError("delete_status must be 200, 202 or 204")
+    for name in ("request_log_limit", "request_log_body_bytes"):
+        if values.get(name) is not None:
+            if isinstance(values[name], bool) or not isinstance(values[name], int):
+                raise TypeError(f"{name} must be an integer or None, got {values[name]!r}")
+            if values[name] < (1 if name == "request_log_limit" else 0):
+                raise ValueError(f"{name} must be >= {1 if name == 'request_log_limit' else 0}")
     if "record_requests" in values:
         values["record_requests"] = bool(values["record_requests"])
     return dataclasses.replace(current, **values)

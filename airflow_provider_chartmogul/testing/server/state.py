@@ -9,9 +9,8 @@ import base64
 import binascii
 import contextlib
 import gc
-import re
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,17 +58,46 @@ class Page:
     has_more: bool
 
 
+class PositionIndex:
+    """value -> ascending positions in the store's order. Most values (an external ID, an email)
+    name one customer, so a single position is kept as a bare int rather than a one-item list."""
+
+    __slots__ = ("_positions",)
+
+    def __init__(self) -> None:
+        self._positions: dict[str, int | list[int]] = {}
+
+    def add(self, value: str, position: int) -> None:
+        """Record ``position``, which must be above every position recorded so far."""
+        found = self._positions.get(value)
+        if found is None:
+            self._positions[value] = position
+        elif isinstance(found, int):
+            self._positions[value] = [found, position]
+        else:
+            found.append(position)
+
+    def get(self, value: str) -> Sequence[int]:
+        found = self._positions.get(value)
+        if found is None:
+            return ()
+        return (found,) if isinstance(found, int) else found
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._positions
+
+
 class AccountStore:
     """Customers and attribute definitions of one account, with lookup indexes."""
 
     customers: dict[str, StoredCustomer]
     order: list[StoredCustomer]
     definitions: dict[str, str]
-    # Secondary indexes: value -> ascending positions in self.order. Customers are never removed
-    # (only clear() empties the store), so positions are stable and cursors too.
-    by_external_id: dict[str, list[int]]
-    by_data_source: dict[str, list[int]]
-    by_email: dict[str, list[int]]
+    # Customers are never removed (only clear() empties the store), so positions in self.order are
+    # stable, and cursors too.
+    by_external_id: PositionIndex
+    by_data_source: PositionIndex
+    by_email: PositionIndex  # lower-cased
     next_id: int
 
     def __init__(self) -> None:
@@ -80,9 +108,9 @@ class AccountStore:
         self.customers = {}
         self.order = []
         self.definitions = {}
-        self.by_external_id = {}
-        self.by_data_source = {}
-        self.by_email = {}
+        self.by_external_id = PositionIndex()
+        self.by_data_source = PositionIndex()
+        self.by_email = PositionIndex()
         self.next_id = 1
 
     # ----------------------------------------------------------------------------- definitions
@@ -199,8 +227,8 @@ class AccountStore:
             if data_source_uuid not in ds_uuids:
                 ds_uuids.insert(0, data_source_uuid)
             ds_uuids = list(dict.fromkeys(ds_uuids))
-        for position in self.by_external_id.get(external_id, ()):
-            if data_source_uuid in self.order[position].fields["data_source_uuids"]:
+        for position in self.by_external_id.get(external_id):
+            if data_source_uuid in self.order[position].data_source_uuids:
                 raise ValueError(
                     f"external_id {external_id!r} already exists in data source {data_source_uuid!r}"
                 )
@@ -216,34 +244,38 @@ class AccountStore:
                 if key not in self.definitions:
                     new_definitions[key] = type_
 
-        slug = (re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_") if name else "") or "customer"
-        fields: dict[str, Any] = {
-            "id": customer_id,
-            "uuid": uuid,
-            "external_id": external_id,
-            "external_ids": ext_ids,
-            "data_source_uuid": data_source_uuid,
-            "data_source_uuids": ds_uuids,
-            "name": name or "",
-            "email": email or "",
-            "chartmogul-url": f"https://app.chartmogul.com/#/customers/{customer_id}-{slug}",
-        }
-        for name_, value in extra.items():
-            fields[CUSTOMER_FIELD_NAMES[name_]] = value
+        more = {CUSTOMER_FIELD_NAMES[name_]: value for name_, value in extra.items() if name_ != "id"}
+        if ext_ids != [external_id]:
+            more["external_ids"] = ext_ids
+        if ds_uuids != [data_source_uuid]:
+            more["data_source_uuids"] = ds_uuids
 
         if new_definitions:
             self.definitions.update(new_definitions)
         position = len(self.order)
-        customer = StoredCustomer(position, fields, values, list(tags) if tags else [])
+        customer = StoredCustomer(
+            position,
+            customer_id,
+            uuid,
+            external_id,
+            data_source_uuid,
+            email=email or "",
+            name=name or "",
+            custom=values,
+            tags=list(tags) if tags else None,
+            more=more,
+        )
         self.customers[uuid] = customer
         self.order.append(customer)
         self.next_id = max(self.next_id, customer_id) + 1
         for ext in ext_ids:
-            self.by_external_id.setdefault(ext, []).append(position)
+            self.by_external_id.add(ext, position)
         for ds in ds_uuids:
-            self.by_data_source.setdefault(ds, []).append(position)
+            self.by_data_source.add(ds, position)
         if email:
-            self.by_email.setdefault(email.lower(), []).append(position)
+            lowered = email.lower()
+            # The same string object when the email is already lower case: a million emails once.
+            self.by_email.add(email if lowered == email else lowered, position)
         return customer
 
     def load(self, customers: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -258,7 +290,7 @@ class AccountStore:
 
     def by_email_exact(self, email: str) -> list[StoredCustomer]:
         """Every customer whose email equals ``email`` (case-insensitively), in insertion order."""
-        return [self.order[position] for position in self.by_email.get(email.lower(), [])]
+        return [self.order[position] for position in self.by_email.get(email.lower())]
 
     def page(
         self,
@@ -275,15 +307,13 @@ class AccountStore:
         smallest index among the filters gives the candidates, the others are checked per
         candidate.
         """
-        filters: list[tuple[list[int], str, str]] = []
+        filters: list[tuple[Sequence[int], str, str]] = []
         if external_id is not None:
-            filters.append((self.by_external_id.get(external_id, []), "external_ids", external_id))
+            filters.append((self.by_external_id.get(external_id), "external_ids", external_id))
         if data_source_uuid is not None:
-            filters.append(
-                (self.by_data_source.get(data_source_uuid, []), "data_source_uuids", data_source_uuid)
-            )
+            filters.append((self.by_data_source.get(data_source_uuid), "data_source_uuids", data_source_uuid))
         if email is not None:
-            filters.append((self.by_email.get(email.lower(), []), "email", email.lower()))
+            filters.append((self.by_email.get(email.lower()), "email", email.lower()))
 
         found: list[StoredCustomer] = []
         has_more = False
@@ -308,8 +338,10 @@ class AccountStore:
     @staticmethod
     def _matches(customer: StoredCustomer, name: str, wanted: str) -> bool:
         if name == "email":
-            return str(customer.fields["email"]).lower() == wanted
-        return wanted in customer.fields[name]
+            return customer.email.lower() == wanted
+        if name == "external_ids":
+            return wanted in customer.external_ids
+        return wanted in customer.data_source_uuids
 
 
 @contextlib.contextmanager
