@@ -420,10 +420,10 @@ class CustomAttributesPusher:
                     self.log.warning("Closing the input failed: %r", exc)
         counted = "an unknown number of records" if unread is None else f"{unread} records"
         self.log.warning(
-            "The input was not read to the end: %s after record #%d were not read, nor attempted; "
+            "The input was not read to the end: %s from record #%d on were not read, nor attempted; "
             "re-run to push them (re-running is safe)",
             counted,
-            self._read - 1,
+            self._read,
         )
 
     def _finish(self, aborted: str | None) -> None:

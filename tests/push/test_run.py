@@ -81,3 +81,36 @@ def test_progress_is_logged_on_long_runs(
     progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Progress:")]
     assert progress, "no progress line"
     assert "20 customers done (20 succeeded, 0 failed, 0 skipped)" in progress[-1]
+
+
+def test_a_stopped_run_counts_the_input_it_did_not_read_and_logs_it(
+    chartmogul_conn: ChartMogulServer, uuids: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
+    from airflow_provider_chartmogul.push.run import CustomAttributesPusher, PushOptions, RunAborted
+
+    log = logging.getLogger("test.push.unread")
+    caplog.set_level(logging.WARNING, logger=log.name)
+    with ChartMogulHook(max_requests_per_second=1000) as hook:
+        pusher = CustomAttributesPusher(hook, PushOptions(), log=log)
+        pusher.stop("stopped before it started")
+        with pytest.raises(RunAborted) as caught:
+            pusher.run(records(uuids[:100]))
+
+    report = caught.value.report
+    assert (report.input_complete, report.records_not_read, report.counts["total"]) == (False, 100, 0)
+    assert chartmogul_conn.requests == []
+    assert "The input was not read to the end: 100 records from record #0 on were not read" in caplog.text
+
+
+def test_a_run_that_reads_its_input_to_the_end_says_so(
+    chartmogul_conn: ChartMogulServer, uuids: list[str]
+) -> None:
+    report = AddCustomAttributesOperator(task_id="push", customers=iter(records(uuids[:10]))).execute(
+        context={}
+    )
+
+    assert report["input_complete"] is True
+    assert "records_not_read" not in report

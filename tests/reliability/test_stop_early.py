@@ -1,17 +1,27 @@
-"""Stop early when hopeless: a bad key (401) or a read-only key (403) stops the whole run at once.
+"""Stop early when hopeless: a bad key (401) or a read-only key (403) stops the whole run at once;
+and stop fast with input unread.
 
 Retrying other customers cannot help when ChartMogul refuses the key, so the run must stop after
-the requests already in flight, say what to fix, and leave a report that says ``aborted``.
+the requests already in flight, say what to fix, and leave a report that says ``aborted``. A stop
+does not read the rest of the input: the report counts it (a list has a length) or says that the
+input was not read to the end (``input_complete: false``).
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
+import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from airflow_provider_chartmogul.exceptions import CustomAttributesPushError
+from airflow_provider_chartmogul.operators.custom_attributes import AddCustomAttributesOperator
 from airflow_provider_chartmogul.testing.server import ChartMogulServer
+from airflow_provider_chartmogul.version_compat import AirflowTaskTimeout
 from tests.conftest import READ_ONLY_KEY, connection_json
 from tests.reliability._support import CUSTOM_PATH, RecordingTI, run_operator, typed_record
 
@@ -77,7 +87,9 @@ def test_refused_key_stops_the_run_at_once(
         for f in report["failures"]
         if f["stage"] == "aborted"
     )
-    assert report["total"] == report["failed"] == CUSTOMERS, "every record is in the report"
+    assert report["total"] == report["failed"], "every record read is in the report"
+    assert report["input_complete"] is False
+    assert report["total"] + report["records_not_read"] == CUSTOMERS, "the rest is counted"
     # the report reached XCom although the task failed
     assert json.loads(ti.xcom["return_value"]) == json.loads(json.dumps(report))
 
@@ -113,5 +125,126 @@ def test_after_an_abort_every_input_record_is_in_the_report(
         connection_json(server, api_key=READ_ONLY_KEY, max_connections=WORKERS),
     )
     report, _ = run_operator(customers=_records(), max_failures=CUSTOMERS)
-    assert report["total"] == CUSTOMERS
-    assert len(report["failures"]) == CUSTOMERS
+    assert report["total"] == len(report["failures"])
+    assert report["total"] + report["records_not_read"] == CUSTOMERS
+
+
+# ---------------------------------------------------------------------------------------------
+# A stop with input unread: counted (or said to be unread), never read to the end
+# ---------------------------------------------------------------------------------------------
+
+LARGE_INPUT = 50_000
+WAIT_SECONDS = 30.0
+
+
+def _small_record(i: int) -> dict:
+    return {
+        "customer_uuid": f"cus_stop_{i % CUSTOMERS:04d}",
+        "custom": [{"type": "Integer", "key": "seats", "value": i}],
+    }
+
+
+def _kill_after_writes(
+    server: ChartMogulServer, operator: AddCustomAttributesOperator, writes: int
+) -> threading.Thread:
+    """A thread that calls ``operator.on_kill()`` once the server has received ``writes`` requests."""
+
+    def kill() -> None:
+        deadline = time.monotonic() + WAIT_SECONDS
+        while len(server.requests) < writes and time.monotonic() < deadline:
+            time.sleep(0.01)
+        operator.on_kill()
+
+    killer = threading.Thread(target=kill, daemon=True)
+    killer.start()
+    return killer
+
+
+def _execute(operator: AddCustomAttributesOperator, ti: RecordingTI) -> dict:
+    with pytest.raises(CustomAttributesPushError) as caught:
+        operator.execute(context={"ti": ti})
+    assert json.loads(ti.xcom["return_value"]) == json.loads(json.dumps(caught.value.report))
+    return caught.value.report
+
+
+def test_a_stop_counts_a_large_unread_list_without_reading_it(
+    server: ChartMogulServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CHARTMOGUL_DEFAULT",
+        connection_json(server, max_connections=WORKERS, max_requests_per_second=200),
+    )
+    records = [_small_record(i) for i in range(LARGE_INPUT)]
+    operator = AddCustomAttributesOperator(task_id="push", customers=records, max_failures=LARGE_INPUT)
+    killer = _kill_after_writes(server, operator, 20)
+    report = _execute(operator, RecordingTI())
+    killer.join(WAIT_SECONDS)
+
+    assert report["aborted"]
+    assert report["input_complete"] is False
+    # Only what was read is in the report; the rest is counted from the list's length.
+    assert report["total"] < LARGE_INPUT // 2
+    assert report["total"] + report["records_not_read"] == LARGE_INPUT
+    assert report["succeeded"] + report["failed"] == report["total"]
+
+
+def test_a_stop_leaves_a_large_query_unread_and_says_so(
+    server: ChartMogulServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    database = tmp_path / "source.db"
+    with sqlite3.connect(database) as db:
+        db.execute("CREATE TABLE attrs (customer_uuid TEXT, seats INTEGER)")
+        db.executemany(
+            "INSERT INTO attrs VALUES (?, ?)",
+            ((f"cus_stop_{i % CUSTOMERS:04d}", i) for i in range(LARGE_INPUT)),
+        )
+    db.close()
+    monkeypatch.setenv("AIRFLOW_CONN_SOURCE", json.dumps({"conn_type": "sqlite", "host": str(database)}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CHARTMOGUL_DEFAULT",
+        connection_json(server, max_connections=WORKERS, max_requests_per_second=200),
+    )
+    operator = AddCustomAttributesOperator(
+        task_id="push",
+        sql="SELECT customer_uuid, seats FROM attrs",
+        sql_conn_id="source",
+        max_failures=LARGE_INPUT,
+    )
+    killer = _kill_after_writes(server, operator, 20)
+    report = _execute(operator, RecordingTI())
+    killer.join(WAIT_SECONDS)
+
+    assert report["input_complete"] is False
+    assert report["records_not_read"] is None  # a query's length is not known without reading it
+    assert report["total"] < LARGE_INPUT // 2
+    # The query was closed unread: the database is not locked by a cursor left open.
+    with sqlite3.connect(database, timeout=0) as db:
+        db.execute("DELETE FROM attrs")
+    db.close()
+
+
+def test_a_timeout_while_a_slow_upstream_is_read_says_the_input_was_not_read_to_the_end(
+    server: ChartMogulServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CHARTMOGUL_DEFAULT",
+        connection_json(server, max_connections=WORKERS, max_requests_per_second=1000),
+    )
+
+    def upstream() -> Iterator[dict]:
+        for i in range(100):
+            if i == 19:
+                # What Airflow's execution_timeout raises in the thread that is reading.
+                raise AirflowTaskTimeout("Timeout, PID: 1234")
+            yield _small_record(i)
+
+    ti = RecordingTI()
+    operator = AddCustomAttributesOperator(task_id="push", customers=upstream())
+    with pytest.raises(AirflowTaskTimeout):
+        operator.execute(context={"ti": ti})
+
+    report = json.loads(ti.xcom["return_value"])
+    assert report["total"] == 19
+    assert report["input_complete"] is False
+    assert report["records_not_read"] is None
+    assert "AirflowTaskTimeout" in report["aborted"]
