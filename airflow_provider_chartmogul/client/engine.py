@@ -5,18 +5,27 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import json
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import tenacity
 
+from airflow_provider_chartmogul.client.classify import (
+    SERVER_ERROR,
+    Verdict,
+    classify_no_answer,
+    classify_status,
+    crowded_threshold,
+)
 from airflow_provider_chartmogul.client.error_body import MAX_BODY_CHARS, error_message
 from airflow_provider_chartmogul.client.flow import CircuitBreaker, ConcurrencyLimit, RetryQuota
-from airflow_provider_chartmogul.client.ratelimit import LimiterCancelled, RateLimiter
+from airflow_provider_chartmogul.client.ratelimit import RateLimiter
+from airflow_provider_chartmogul.client.send_control import SendCancelled, SendControl, SendGate, Ticket
 from airflow_provider_chartmogul.client.settings import ClientSettings
 from airflow_provider_chartmogul.client.transport import Answer, NoAnswer, Transport
 from airflow_provider_chartmogul.exceptions import (
@@ -28,8 +37,6 @@ from airflow_provider_chartmogul.exceptions import (
     shorten,
 )
 
-# Server failures: retried under the retry quota, and what the circuit breaker counts.
-FAILURE_STATUSES = frozenset({500, 502, 503, 504, 520, 524})
 # Longest Retry-After honoured; a longer one is left to the retry budget to refuse.
 MAX_RETRY_AFTER = 60.0
 
@@ -69,24 +76,34 @@ class RequestStats:
 
 
 class _Retryable(Exception):
-    """An attempt failed in a way a later attempt may not (carried through tenacity).
+    """An attempt failed in a way a later attempt may not (carried through tenacity). The error
+    itself is built once the retries are over, when its attempts and any note are known.
 
     :param failure: a server failure (5xx, no answer): retried only under the retry quota.
     """
 
     def __init__(
         self,
-        error: ChartMogulAPIError,
+        error_class: type[ChartMogulAPIError],
+        message: str,
         *,
         retry_after: float | None = None,
         failure: bool = True,
         timeout: bool = False,
+        **fields: Any,
     ) -> None:
-        super().__init__(str(error))
-        self.error = error
+        super().__init__(message)
+        self.error_class = error_class
+        self.message = message
+        self.fields = fields
         self.retry_after = retry_after
         self.failure = failure
         self.timeout = timeout
+        self.note = ""
+
+    def build(self, attempts: int) -> ChartMogulAPIError:
+        message = f"{self.message} ({self.note})" if self.note else self.message
+        return self.error_class(message, attempts=attempts, retryable=True, **self.fields)
 
 
 def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
@@ -107,12 +124,14 @@ def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> floa
 
 
 class RequestEngine:
-    """Sends the hook's requests: every attempt passes the concurrency cap and the rate limiter,
-    has a hard deadline, and is retried within ``max_retries`` and ``retry_budget``.
+    """Sends the hook's requests: every attempt passes the send control (concurrency cap, rate
+    limiter, further gates), has a hard deadline, and is retried within ``max_retries`` and
+    ``retry_budget``.
 
     :param settings: the connection's settings.
     :param stats: where requests are counted.
     :param clock: seconds, monotonic; ``sleep`` waits between retries (both injected in tests).
+    :param gates: further send gates (the account-wide budget), see :class:`SendControl`.
     """
 
     def __init__(
@@ -122,6 +141,7 @@ class RequestEngine:
         *,
         clock: Callable[[], float] = time.monotonic,
         log: Any = None,
+        gates: Sequence[SendGate] = (),
     ) -> None:
         self.settings = settings
         self.stats = stats
@@ -130,8 +150,10 @@ class RequestEngine:
         self.transport = Transport(settings, clock=clock)
         self.limiter = RateLimiter(settings.max_requests_per_second, clock=clock)
         self.concurrency = ConcurrencyLimit(settings.max_connections)
+        self.flow = SendControl(concurrency=self.concurrency, rate=self.limiter, gates=gates, clock=clock)
         self.quota = RetryQuota()
         self.breaker = CircuitBreaker(started=clock())
+        self._crowded_at = crowded_threshold(settings.max_connections)
         self._cancelled = threading.Event()
         self._cancel_reason = ""
         self._call = threading.local()
@@ -150,20 +172,23 @@ class RequestEngine:
     def cancel(self, reason: str) -> None:
         self._cancel_reason = reason
         self._cancelled.set()
-        self.limiter.cancel()
-        self.concurrency.cancel()
+        self.flow.cancel()
 
     @property
     def cancelled(self) -> bool:
         return self._cancelled.is_set()
 
     def _sleep(self, seconds: float) -> None:
+        # Between attempts nothing is held: no connection slot, no send slot, no lease.
         self._cancelled.wait(seconds)  # a cancel cuts the wait short; the next attempt then refuses
 
     def _refuse_if_stopped(self, method: str, path: str) -> None:
-        if self._cancelled.is_set():
+        if self._cancelled.is_set() or self.flow.cancelled:
             raise ChartMogulCancelledError(
-                f"not sent: {self._cancel_reason}", method=method, path=path, retryable=True
+                f"not sent: {self._cancel_reason or 'the send control was cancelled'}",
+                method=method,
+                path=path,
+                retryable=True,
             )
         if self.breaker.is_open:
             raise ChartMogulUnavailableError(
@@ -185,20 +210,22 @@ class RequestEngine:
         params: Mapping[str, Any] | None = None,
         priority: bool = False,
     ) -> Any:
-        """Send one API request (retried as the settings allow); the parsed JSON answer."""
+        """Send one API request (retried as the settings allow); the parsed JSON answer.
+
+        :raises ValueError: ``json_body`` cannot be JSON (NaN, infinity); nothing was sent.
+        """
+        body = None if json_body is None else json.dumps(json_body, allow_nan=False).encode("utf-8")
         call = self._call
         call.spent = 0
         call.attempts = 0
         call.started = self._clock()
         try:
-            return self._retrying(self._attempt, method, path, json_body, params, priority)
+            return self._retrying(self._attempt, method, path, body, params, priority)
         except _Retryable as exc:
-            exc.error.attempts = call.attempts
-            exc.error.refresh_message()
-            raise exc.error from None
+            raise exc.build(call.attempts) from None
 
     def _attempt(
-        self, method: str, path: str, json_body: Any, params: Mapping[str, Any] | None, priority: bool
+        self, method: str, path: str, body: bytes | None, params: Mapping[str, Any] | None, priority: bool
     ) -> Any:
         self._refuse_if_stopped(method, path)
         call = self._call
@@ -208,50 +235,50 @@ class RequestEngine:
         left = None
         if call.attempts > 1:
             left = max(0.0, call.started + self.settings.retry_budget - self._clock())
-        if not self.concurrency.acquire(timeout=left):
-            self._refuse_if_stopped(method, path)
-            raise self._no_slot(method, path)
         try:
-            sent_at = self.limiter.acquire(priority=priority, timeout=left)
-        except LimiterCancelled:
-            self.concurrency.release(sent=False)
+            ticket = self.flow.on_sending_request(priority=priority, timeout=left)
+        except SendCancelled:
             self._refuse_if_stopped(method, path)
             raise
-        if sent_at is None:
-            self.concurrency.release(sent=False)
+        if ticket is None:
+            self._refuse_if_stopped(method, path)
             raise self._no_slot(method, path)
-        on_wire = self.concurrency.sending()
         if call.attempts > 1:
             self.stats.count_retry()  # counted when sent: a retry that never got a slot is no request
         try:
-            answer = self.transport.send(
-                method, path, json_body=json_body, params=params, on_finished=self.concurrency.release
-            )
+            answer = self.transport.send(method, path, body=body, params=params, on_finished=ticket.release)
         except NoAnswer as exc:
             self.stats.count(None)
-            if exc.tls:
-                raise ChartMogulTLSError(
-                    "TLS certificate verification failed (SSLError); nothing was sent. Check the "
-                    "API base URL, or point the connection's 'verify' extra at a CA bundle",
-                    method=method,
-                    path=path,
-                    retryable=False,
-                ) from None
-            self.breaker.on_failure(self._clock(), f"no answer ({exc.reason})")
-            what = (
-                f"no whole answer within the {self.settings.timeout:g} s timeout ({exc.reason})"
-                if exc.timeout
-                else f"no answer ({exc.reason})"
-            )
-            error = ChartMogulAPIError(
-                f"{what}; the request may or may not have been applied",
+            self.flow.on_receiving_response(ticket, classify_no_answer(timeout=exc.timeout))
+            raise self._no_answer(method, path, exc) from None
+        except BaseException:
+            ticket.release()  # the transport gives it back on every path it knows; this is the rest
+            raise
+        self.stats.count(answer.status)
+        return self._read_answer(method, path, answer, ticket)
+
+    def _no_answer(self, method: str, path: str, exc: NoAnswer) -> Exception:
+        if exc.fatal is not None:
+            return ChartMogulTLSError(
+                exc.fatal,
                 method=method,
                 path=path,
-                retryable=True,
+                attempts=self._call.attempts,
+                retryable=False,
             )
-            raise _Retryable(error, timeout=exc.timeout) from None
-        self.stats.count(answer.status)
-        return self._read_answer(method, path, answer, sent_at, on_wire)
+        self.breaker.on_failure(self._clock(), f"no answer ({exc.reason})")
+        what = (
+            f"no whole answer within the {self.settings.timeout:g} s timeout ({exc.reason})"
+            if exc.timeout
+            else f"no answer ({exc.reason})"
+        )
+        return _Retryable(
+            ChartMogulAPIError,
+            f"{what}; the request may or may not have been applied",
+            timeout=exc.timeout,
+            method=method,
+            path=path,
+        )
 
     def _no_slot(self, method: str, path: str) -> ChartMogulAPIError:
         # Not retried: the budget it waited for is spent. Only the attempts before it were sent.
@@ -264,55 +291,68 @@ class RequestEngine:
             retryable=True,
         )
 
-    def _read_answer(self, method: str, path: str, answer: Answer, sent_at: float, on_wire: int) -> Any:
+    def _read_answer(self, method: str, path: str, answer: Answer, ticket: Ticket) -> Any:
         status = answer.status
-        now = self._clock()
-        congestion = status == 429 or (status == 503 and self.concurrency.is_crowded(on_wire))
-        if status == 429:
-            self.limiter.control.on_throttled(sent_at, now)
-        elif congestion:
-            self.concurrency.on_too_many(sent_at, on_wire)
-        elif status in FAILURE_STATUSES:
-            self.breaker.on_failure(now, f"HTTP {status}")
+        data: Any = None
+        malformed = False
+        message = ""
+        if 200 <= status < 300:
+            if status != 204 and answer.body:
+                try:
+                    data = answer.json()
+                except ValueError:
+                    malformed = True
         else:
-            self.breaker.on_success(now)
-            self.limiter.control.on_success(now)
-            self.concurrency.on_success(now)
-            if status < 400:
-                self.quota.on_success(self._call.spent)
-        if status == 204 or (status < 300 and not answer.body):
-            return None
-        if status < 300:
-            try:
-                return answer.json()
-            except ValueError:
-                text = answer.text
-                error = ChartMogulAPIError(
-                    f"malformed JSON in the answer: {shorten(text, 200, quote=False)!r}",
-                    status=status,
-                    method=method,
-                    path=path,
-                    body=shorten(text, MAX_BODY_CHARS, quote=False),
-                    retryable=True,
-                )
-                raise _Retryable(error) from None
-        text = answer.text
-        message = error_message(text, answer.headers.get("Content-Type"))
-        error_class = ChartMogulAuthError if status in (401, 403) else ChartMogulAPIError
-        if status == 401:
-            message += " (check the API key in the connection's password field)"
-        elif status == 403:
-            message += " (the API key may be read-only: writing custom attributes needs a read-write key)"
-        error = error_class(
-            message, status=status, method=method, path=path, body=shorten(text, MAX_BODY_CHARS, quote=False)
+            message = error_message(answer.text, answer.headers.get("Content-Type"))
+        outcome = (
+            SERVER_ERROR
+            if malformed
+            else classify_status(status, message, on_wire=ticket.on_wire, crowded_at=self._crowded_at)
         )
-        if status == 429 or status in FAILURE_STATUSES:
+        self.flow.on_receiving_response(ticket, outcome)
+        now = self._clock()
+        verdict = outcome.verdict
+        if verdict is Verdict.FAILED:
+            self.breaker.on_failure(now, f"HTTP {status}")
+        elif verdict.server_up:
+            self.breaker.on_success(now)
+            if verdict is Verdict.OK:
+                self.quota.on_success(self._call.spent)
+        if verdict is Verdict.OK and not malformed:
+            return data
+        body = shorten(answer.text, MAX_BODY_CHARS, quote=False)
+        if malformed:
             raise _Retryable(
-                error,
-                retry_after=parse_retry_after(answer.headers.get("Retry-After")),
-                failure=not congestion,
+                ChartMogulAPIError,
+                f"malformed JSON in the answer: {shorten(answer.text, 200, quote=False)!r}",
+                status=status,
+                method=method,
+                path=path,
+                body=body,
             )
-        raise error
+        if verdict.retried:
+            raise _Retryable(
+                ChartMogulAPIError,
+                message,
+                retry_after=parse_retry_after(answer.headers.get("Retry-After")),
+                failure=verdict is Verdict.FAILED,
+                status=status,
+                method=method,
+                path=path,
+                body=body,
+            )
+        error_class: type[ChartMogulAPIError] = ChartMogulAPIError
+        if status == 401:
+            error_class = ChartMogulAuthError
+            message = f"{message} (check the API key in the connection's password field)"
+        elif status == 403:
+            error_class = ChartMogulAuthError
+            message = (
+                f"{message} (the API key may be read-only: writing custom attributes needs a read-write key)"
+            )
+        raise error_class(
+            message, status=status, method=method, path=path, body=body, attempts=self._call.attempts
+        )
 
     # ---- retries -----------------------------------------------------------------------------------
 
@@ -331,9 +371,7 @@ class RequestEngine:
         if exc.failure:
             cost = self.quota.take(timeout=exc.timeout)
             if cost is None:
-                exc.error.api_message += (
-                    " (not retried: the task's retry quota is spent, ChartMogul has been failing)"
-                )
+                exc.note = "not retried: the task's retry quota is spent, ChartMogul has been failing"
                 return False
             call.spent += cost
         return True
@@ -351,7 +389,7 @@ class RequestEngine:
         if self.log is not None:
             outcome = retry_state.outcome
             exc = outcome.exception() if outcome is not None else None
-            reason = str(exc.error) if isinstance(exc, _Retryable) else repr(exc)
+            reason = exc.message if isinstance(exc, _Retryable) else repr(exc)
             self.log.debug(
                 "Retrying in %.1f s (attempt %d): %s",
                 retry_state.upcoming_sleep,

@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 
 from airflow_provider_chartmogul.client.flow import AdaptiveRate
+from airflow_provider_chartmogul.client.send_control import SendCancelled
 
 # Room for the time between a release and its arrival at the server (thread wake-up, network).
 WINDOW_MARGIN = 0.01
@@ -27,7 +28,7 @@ LATE_WAKE_UP = 0.005
 _ROUNDING = 1e-6
 
 
-class LimiterCancelled(Exception):
+class LimiterCancelled(SendCancelled):
     """:meth:`RateLimiter.cancel` was called: no more slots are handed out."""
 
 
@@ -48,6 +49,7 @@ class RateLimiter:
     priority and then of arrival.
 
     :param rate: the most requests per second; :attr:`control` lowers it on 429s and regains it.
+    :param control: the adaptive rate (default: an ``AdaptiveRate`` of ``rate``).
     :param clock: seconds, monotonic (injected in tests).
     :param wait: blocks on an event for at most ``timeout`` seconds (injected in tests).
     """
@@ -58,10 +60,11 @@ class RateLimiter:
         *,
         clock: Callable[[], float] = time.monotonic,
         wait: Callable[[threading.Event, float | None], None] = _wait,
+        control: AdaptiveRate | None = None,
     ) -> None:
         if not 0 < rate < math.inf:
             raise ValueError(f"rate must be a positive, finite number, got {rate!r}")
-        self.control = AdaptiveRate(rate)
+        self.control = control if control is not None else AdaptiveRate(rate)
         self.max_rate = float(rate)
         size = max(1, math.floor(self.max_rate))
         # Release times of the last floor(rate) slots.

@@ -4,30 +4,38 @@ and a hard deadline on every exchange.
 Every request goes through ``Session.request``, so ``responses``, ``requests-mock`` and adapters
 mounted on :meth:`ChartMogulHook.get_conn` see and shape it. ``requests`` times out per socket
 operation, so an answer that trickles in a byte at a time could hold a request for minutes: each
-exchange runs on one of the transport's I/O threads while the caller waits at most ``timeout``
-seconds for the whole answer (connect, headers and body). An exchange left behind is closed as soon
-as its thread gets control back, and keeps its connection slot until then.
+exchange runs on a daemon thread of its own while the caller waits at most ``timeout`` seconds for
+the whole answer (connect, TLS, status line, headers and body); at the deadline the exchange's
+socket is shut down, so its thread ends and its connection slot is free at once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
 import requests
+import urllib3
+import urllib3.connection
 from requests.adapters import HTTPAdapter
 
 from airflow_provider_chartmogul import __version__
 from airflow_provider_chartmogul.client.settings import ClientSettings
 
 _CHUNK = 64 * 1024
+#: How much of an error answer is read (the message is at its start; a 150 MB page is not read).
+MAX_ERROR_BODY_BYTES = 256 * 1024
+#: The largest successful answer read (a page of 200 customers is well under 1 MB).
+MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,64 +69,150 @@ class NoAnswer(Exception):
 
     :param reason: the underlying exception's class name only: its text can hold the URL and,
         with proxies, more.
-    :param tls: the server's TLS certificate was refused, so nothing was sent.
     :param timeout: the deadline passed (the request may have been applied).
+    :param fatal: why no attempt can succeed as configured (a refused certificate, TLS to a
+        plain-HTTP server, an unreadable CA bundle): the message, else ``None`` (retried).
     """
 
-    def __init__(self, reason: str, *, tls: bool = False, timeout: bool = False) -> None:
+    def __init__(self, reason: str, *, timeout: bool = False, fatal: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.tls = tls
         self.timeout = timeout
+        self.fatal = fatal
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the errors behind it (causes, contexts, urllib3's ``reason``), outermost first."""
+    found: list[BaseException] = []
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop(0)
+        if any(current is seen for seen in found):
+            continue
+        found.append(current)
+        for inner in (
+            current.__cause__,
+            current.__context__,
+            getattr(current, "reason", None),
+            *current.args,
+        ):
+            if isinstance(inner, BaseException):
+                todo.append(inner)
+    return found
 
 
 def _root_cause(exc: BaseException) -> str:
-    """The class name of the deepest error behind ``exc`` (``ConnectionRefusedError`` rather than
-    requests' ``ConnectionError``): names only, since the texts hold the URL."""
-    names = [type(exc).__name__]
-    seen = {id(exc)}
-    inner = exc.__cause__ or exc.__context__
-    while inner is not None and id(inner) not in seen:
-        seen.add(id(inner))
-        if isinstance(inner, OSError):
-            names.append(type(inner).__name__)
-        inner = inner.__cause__ or inner.__context__
+    """The class name of the deepest OS error behind ``exc`` (``ConnectionRefusedError`` rather
+    than requests' ``ConnectionError``): names only, since the texts hold the URL."""
+    names = [type(exc).__name__] + [type(e).__name__ for e in _causes(exc)[1:] if isinstance(e, OSError)]
     return names[-1]
 
 
+# OpenSSL's reasons when the other end answered something that is no TLS record: plain HTTP.
+_NOT_TLS = frozenset(
+    {"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"}
+)
+
+
+def _tls_failure(exc: BaseException, base_url: str) -> NoAnswer:
+    """A TLS failure by its cause: a refused certificate or a plain-HTTP server is final; an EOF,
+    reset or timeout during the handshake is a connection error like any other."""
+    causes = _causes(exc)
+    if any(isinstance(e, ssl.SSLCertVerificationError) for e in causes):
+        return NoAnswer(
+            "SSLCertVerificationError",
+            fatal="TLS certificate verification failed (SSLError); nothing was sent. Check the API "
+            "base URL, or point the connection's 'verify' extra at a CA bundle",
+        )
+    if any(isinstance(e, ssl.SSLError) and getattr(e, "reason", None) in _NOT_TLS for e in causes):
+        return NoAnswer(
+            "SSLError",
+            fatal=f"{base_url} does not speak TLS (it answered in plain HTTP); nothing was sent. "
+            "Check the scheme and port of the connection's host",
+        )
+    if any(isinstance(e, TimeoutError | socket.timeout) for e in causes):
+        return NoAnswer("TLSHandshakeTimeout", timeout=True)
+    for e in reversed(causes):
+        if isinstance(e, ssl.SSLError | ConnectionError):
+            return NoAnswer(type(e).__name__)
+    return NoAnswer("SSLError")
+
+
+_tracking = threading.local()
+
+
 class _Exchange:
-    """One request in progress on an I/O thread, and how its caller gives up on it."""
+    """One request in progress on its own thread, and how its caller gives up on it: at the
+    deadline the exchange's socket is shut down, which wakes a read blocked on the status line,
+    the headers or the body, so the thread ends and the connection is closed at once."""
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.abandoned = False
-        self._response: requests.Response | None = None
+        self._socket: socket.socket | None = None
+        self._done = False
         self._lock = threading.Lock()
 
-    def started(self, response: requests.Response) -> None:
+    def attach(self, sock: socket.socket | None) -> None:
+        """The request was written on ``sock``: from now on an abandon shuts it down."""
+        if sock is None:
+            return
         with self._lock:
-            self._response = response
-            abandoned = self.abandoned
+            self._socket = sock
+            abandoned = self.abandoned and not self._done
         if abandoned:
-            self._stop_reading(response)
+            self._shut(sock)
+
+    def finish(self) -> None:
+        """The answer is read: the socket goes back to the pool and is no longer ours to shut."""
+        with self._lock:
+            self._done = True
+            self._socket = None
 
     def abandon(self) -> None:
-        """The deadline passed: end a body read blocked on a trickling answer now, so the connection
-        is closed at once rather than when the answer is complete."""
         with self._lock:
             self.abandoned = True
-            response = self._response
-        if response is not None:
-            self._stop_reading(response)
+            sock = None if self._done else self._socket
+        if sock is not None:
+            self._shut(sock)
 
     @staticmethod
-    def _stop_reading(response: requests.Response) -> None:
-        # urllib3 2.3+: shuts the socket down for reading, which wakes a read blocked on it. Mocks
-        # and older urllib3 have no such method; their reads end at the socket timeout.
-        shutdown = getattr(response.raw, "shutdown", None)
-        if shutdown is not None:
-            with contextlib.suppress(OSError, RuntimeError, ValueError):
-                shutdown()
+    def _shut(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+class _TrackedHTTPConnection(urllib3.connection.HTTPConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        super().request(*args, **kwargs)
+        exchange = getattr(_tracking, "exchange", None)
+        if exchange is not None:
+            exchange.attach(self.sock)
+
+
+class _TrackedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        super().request(*args, **kwargs)
+        exchange = getattr(_tracking, "exchange", None)
+        if exchange is not None:
+            exchange.attach(self.sock)
+
+
+class _TrackedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _TrackedHTTPConnection
+
+
+class _TrackedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _TrackedHTTPSConnection
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """requests' adapter, with connections that tell the exchange on their thread which socket
+    carries its request (urllib3's documented ``ConnectionCls`` of a pool class)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _TrackedHTTPPool, "https": _TrackedHTTPSPool}
 
 
 class Transport:
@@ -145,7 +239,7 @@ class Transport:
                 "Accept": "application/json",
             }
         )
-        adapter = HTTPAdapter(
+        adapter = _DeadlineAdapter(
             pool_connections=1,
             pool_maxsize=settings.max_connections,
             pool_block=True,
@@ -155,9 +249,8 @@ class Transport:
         session.mount(settings.base_url, adapter)
         self.session = session
         self._timeout = (min(10.0, settings.timeout), settings.timeout)
-        self._io = ThreadPoolExecutor(
-            max_workers=settings.max_connections, thread_name_prefix="chartmogul-http"
-        )
+        self._live: set[_Exchange] = set()
+        self._live_lock = threading.Lock()
         self._closed = False
 
     def send(
@@ -165,40 +258,69 @@ class Transport:
         method: str,
         path: str,
         *,
-        json_body: Any = None,
+        body: bytes | None = None,
         params: Mapping[str, Any] | None = None,
         on_finished: Callable[[], None] | None = None,
     ) -> Answer:
         """Send one request and read its whole answer within the connection's ``timeout``.
 
+        Each exchange runs on a daemon thread of its own, so one left behind never delays the
+        process's exit, and never holds up another exchange.
+
         :param path: the path under the base URL, starting with ``/``; callers encode segments.
-        :param json_body: sent as ``application/json`` when not None.
+        :param body: JSON, sent as ``application/json`` when not None.
         :param params: the query string.
         :param on_finished: called once the exchange is over, on whichever thread ends it (after
-            the deadline, that is the I/O thread: the connection is only free then).
+            the deadline, that is the exchange's thread: the connection is only free then).
         :raises NoAnswer: when no whole answer came in time.
-        :raises ValueError: ``json_body`` cannot be JSON (NaN or infinity, say).
         """
-        body = None
-        headers = None
-        if json_body is not None:
-            body = json.dumps(json_body, allow_nan=False).encode("utf-8")
-            headers = {"Content-Type": "application/json"}
+        headers = None if body is None else {"Content-Type": "application/json"}
         url = self._settings.base_url + path
         exchange = _Exchange(deadline=self._clock() + self._settings.timeout)
-        try:
-            future = self._io.submit(
-                self._exchange, method, url, body, headers, params, exchange, on_finished
-            )
-        except RuntimeError:  # closed
+        future: Future[Answer] = Future()
+        with self._live_lock:
+            closed = self._closed
+            if not closed:
+                self._live.add(exchange)
+        if closed:
             if on_finished is not None:
                 on_finished()
-            raise NoAnswer("TransportClosed") from None
+            raise NoAnswer("TransportClosed")
+        thread = threading.Thread(
+            target=self._run,
+            args=(future, method, url, body, headers, params, exchange, on_finished),
+            name="chartmogul-http",
+            daemon=True,
+        )
+        thread.start()
         try:
             return future.result(timeout=max(0.0, exchange.deadline - self._clock()))
         except FutureTimeout:
             exchange.abandon()
             raise NoAnswer("Timeout", timeout=True) from None
+
+    def _run(
+        self,
+        future: Future[Answer],
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: dict[str, str] | None,
+        params: Mapping[str, Any] | None,
+        exchange: _Exchange,
+        on_finished: Callable[[], None] | None,
+    ) -> None:
+        _tracking.exchange = exchange
+        try:
+            future.set_result(self._exchange(method, url, body, headers, params, exchange))
+        except BaseException as exc:
+            future.set_exception(exc)
+        finally:
+            _tracking.exchange = None
+            with self._live_lock:
+                self._live.discard(exchange)
+            if on_finished is not None:
+                on_finished()
 
     def _exchange(
         self,
@@ -208,46 +330,61 @@ class Transport:
         headers: dict[str, str] | None,
         params: Mapping[str, Any] | None,
         exchange: _Exchange,
-        on_finished: Callable[[], None] | None,
     ) -> Answer:
         try:
+            response = self.session.request(
+                method,
+                url,
+                data=body,
+                headers=headers,
+                params=params,
+                timeout=self._timeout,
+                allow_redirects=False,
+                stream=True,
+            )
+        except requests.exceptions.SSLError as exc:
+            raise _tls_failure(exc, self._settings.base_url) from None
+        except requests.exceptions.Timeout as exc:
+            raise NoAnswer(type(exc).__name__, timeout=True) from None
+        except requests.RequestException as exc:
+            if exchange.abandoned:
+                raise NoAnswer("Timeout", timeout=True) from None
+            raise NoAnswer(_root_cause(exc)) from None
+        except OSError as exc:  # requests' own check of the CA bundle path
+            raise NoAnswer(
+                type(exc).__name__,
+                fatal="the CA bundle in the connection's 'verify' extra cannot be read "
+                f"({type(exc).__name__}); nothing was sent",
+            ) from None
+        with response:
+            limit = MAX_BODY_BYTES if response.status_code < 300 else MAX_ERROR_BODY_BYTES
+            chunks = []
+            size = 0
             try:
-                response = self.session.request(
-                    method,
-                    url,
-                    data=body,
-                    headers=headers,
-                    params=params,
-                    timeout=self._timeout,
-                    allow_redirects=False,
-                    stream=True,
-                )
-            except requests.exceptions.SSLError:
-                raise NoAnswer("SSLError", tls=True) from None
+                for chunk in response.iter_content(_CHUNK):
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if exchange.abandoned or self._clock() > exchange.deadline:
+                        raise NoAnswer("Timeout", timeout=True)
+                    if size >= limit:
+                        break  # an error page's message is at its start; the rest is not read
             except requests.exceptions.Timeout as exc:
                 raise NoAnswer(type(exc).__name__, timeout=True) from None
             except (requests.RequestException, OSError) as exc:
+                if exchange.abandoned:
+                    raise NoAnswer("Timeout", timeout=True) from None
                 raise NoAnswer(_root_cause(exc)) from None
-            with response:
-                exchange.started(response)
-                chunks = []
-                try:
-                    for chunk in response.iter_content(_CHUNK):
-                        chunks.append(chunk)
-                        if exchange.abandoned or self._clock() > exchange.deadline:
-                            raise NoAnswer("Timeout", timeout=True)
-                except requests.exceptions.Timeout as exc:
-                    raise NoAnswer(type(exc).__name__, timeout=True) from None
-                except (requests.RequestException, OSError) as exc:
-                    if exchange.abandoned:
-                        raise NoAnswer("Timeout", timeout=True) from None
-                    raise NoAnswer(_root_cause(exc)) from None
-                return Answer(response.status_code, response.headers, b"".join(chunks))
-        finally:
-            if on_finished is not None:
-                on_finished()
+            if size >= limit and response.status_code < 300:
+                raise NoAnswer("AnswerTooLarge")
+            exchange.finish()
+            return Answer(response.status_code, response.headers, b"".join(chunks)[:limit])
 
     def close(self) -> None:
-        """Close the pooled connections and the I/O threads (exchanges left behind end on their own)."""
-        self._io.shutdown(wait=False, cancel_futures=True)
+        """Close the pooled connections; exchanges still in flight are abandoned (their sockets
+        shut down), so their threads end at once."""
+        with self._live_lock:
+            self._closed = True
+            live = list(self._live)
+        for exchange in live:
+            exchange.abandon()
         self.session.close()
