@@ -33,15 +33,6 @@ except ImportError:  # Airflow 2
         AirflowTaskTimeout,
     )
 
-# What BaseHook.get_connection raises for an undefined connection id; what execution_timeout raises.
-try:  # Airflow 3
-    from airflow.sdk.exceptions import AirflowNotFoundException, AirflowTaskTimeout
-except ImportError:  # Airflow 2
-    from airflow.exceptions import (  # type: ignore[no-redef,assignment]
-        AirflowNotFoundException,
-        AirflowTaskTimeout,
-    )
-
 # A value of a templated field wrapped in it is used as it is, never rendered.
 try:  # Airflow 3
     from airflow.sdk import literal
@@ -72,8 +63,6 @@ except ImportError:  # Airflow 2
 __all__ = [
     "AirflowException",
     "AirflowFailException",
-    "AirflowNotFoundException",
-    "AirflowTaskTimeout",
     "AirflowNotFoundException",
     "AirflowTaskTimeout",
     "Asset",
