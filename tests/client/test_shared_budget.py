@@ -1,0 +1,263 @@
+"""SharedBudget's own logic on a fake store and a fake clock: how it waits, falls back, stops and
+leaves. The store's rules run on a real Redis in test_shared_budget_redis.py."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections import deque
+from typing import Any
+
+import pytest
+
+from airflow_provider_chartmogul.client.budget_store import Decision
+from airflow_provider_chartmogul.client.ratelimit import LimiterCancelled
+from airflow_provider_chartmogul.client.shared_budget import (
+    FALLBACK_TASKS,
+    MAX_POLL,
+    BudgetLimits,
+    SharedBudget,
+    budget_name,
+)
+from tests.conftest import API_KEY
+
+
+class StoreDown(Exception):
+    pass
+
+
+class FakeStore:
+    """Answers from a script of decisions (then admits); records every call; fails on demand."""
+
+    name = "fake"
+
+    def __init__(self, decisions: list[Decision] | None = None) -> None:
+        self.decisions = deque(decisions or [])
+        self.calls: list[tuple[Any, ...]] = []
+        self.fail: Exception | None = None
+
+    def _call(self, *call: Any) -> None:
+        self.calls.append(call)
+        if self.fail is not None:
+            raise self.fail
+
+    def acquire(self, task: str, lease: str, *, per_window: int, connections: int) -> Decision:
+        self._call("acquire", lease, per_window, connections)
+        return self.decisions.popleft() if self.decisions else Decision(True, 0.0, 1, 0, 0)
+
+    def renew(self, task: str, leases: list[str]) -> int:
+        self._call("renew", tuple(leases))
+        return len(leases)
+
+    def release(self, task: str, lease: str) -> None:
+        self._call("release", lease)
+
+    def leave(self, task: str, leases: list[str]) -> None:
+        self._call("leave", tuple(leases))
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.pauses: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def wait(self, event: threading.Event, timeout: float | None) -> None:
+        if event.is_set():
+            return
+        assert timeout is not None
+        self.pauses.append(timeout)
+        self.now += timeout
+
+
+def _budget(store: FakeStore, fake: FakeTime, **kwargs: Any) -> SharedBudget:
+    return SharedBudget(
+        store,
+        BudgetLimits(39, 18),
+        errors=(StoreDown,),
+        clock=fake.clock,
+        wait=fake.wait,
+        renew_every=None,
+        **kwargs,
+    )
+
+
+def denied(wait: float, active: int = 2) -> Decision:
+    return Decision(False, wait, active, 39, 0)
+
+
+def test_the_name_is_the_host_and_a_one_way_digest_never_the_key() -> None:
+    name = budget_name("https://api.chartmogul.com", API_KEY)
+    host, digest = name.split(":")
+    assert host == "api.chartmogul.com"
+    assert len(digest) == 16 and int(digest, 16) >= 0
+    assert API_KEY not in name and "SECRET" not in name
+    assert budget_name("https://api.chartmogul.com", API_KEY) == name  # every task agrees
+    assert budget_name("https://api.chartmogul.com", API_KEY + "x") != name
+    assert budget_name("http://127.0.0.1:8080", API_KEY) == f"127.0.0.1:8080:{digest}"
+
+
+@pytest.mark.parametrize(
+    ("rate", "connections", "reserve", "per_window", "leases"),
+    [(39, 18, 0.0, 39, 18), (39, 18, 0.25, 29, 13), (40, 20, 0.1, 36, 18), (0.5, 1, 0.5, 1, 1)],
+)
+def test_the_reserve_comes_off_both_limits(
+    rate: float, connections: int, reserve: float, per_window: int, leases: int
+) -> None:
+    limits = BudgetLimits(rate, connections, reserve)
+    assert (limits.per_window, limits.leases) == (per_window, leases)
+
+
+def test_a_free_slot_is_taken_at_once_with_the_limits_and_a_fresh_lease_id() -> None:
+    store, fake = FakeStore(), FakeTime()
+    budget = _budget(store, fake)
+    first, second = budget.acquire(), budget.acquire()
+    assert first is not None and second is not None and first.id != second.id
+    assert [c[0] for c in store.calls] == ["acquire", "acquire"]
+    assert store.calls[0][2:] == (39, 18)
+    assert fake.pauses == []
+
+
+def test_it_waits_as_the_store_says_but_never_longer_than_max_poll() -> None:
+    store, fake = FakeStore([denied(0.01), denied(0.4)]), FakeTime()
+    assert _budget(store, fake).acquire() is not None
+    assert fake.pauses == [pytest.approx(0.01), pytest.approx(MAX_POLL)]
+
+
+def test_a_missing_connection_is_polled_faster_at_first() -> None:
+    store, fake = FakeStore([denied(0.0)] * 8), FakeTime()
+    assert _budget(store, fake).acquire() is not None
+    assert fake.pauses[0] < fake.pauses[1] < fake.pauses[2]
+    assert max(fake.pauses) == pytest.approx(MAX_POLL)
+
+
+def test_no_slot_within_the_timeout_is_none_and_no_lease_is_held() -> None:
+    store, fake = FakeStore([denied(0.03)] * 100), FakeTime()
+    budget = _budget(store, fake)
+    assert budget.acquire(timeout=0.1) is None
+    assert fake.now == pytest.approx(0.1)
+    budget.renew()
+    assert store.calls[-1] == ("renew", ())
+
+
+def test_leases_are_renewed_until_released_and_given_back_on_close() -> None:
+    store, fake = FakeStore(), FakeTime()
+    budget = _budget(store, fake)
+    a, b = budget.acquire(), budget.acquire()
+    assert a is not None and b is not None
+    budget.renew()
+    assert store.calls[-1] == ("renew", tuple(sorted([a.id, b.id])))
+    budget.release(a)
+    assert store.calls[-1] == ("release", a.id)
+    budget.renew()
+    assert store.calls[-1] == ("renew", (b.id,))
+    budget.close()
+    assert store.calls[-1] == ("leave", (b.id,))
+
+
+def test_cancel_wakes_the_waiter_and_refuses_later_calls() -> None:
+    store, fake = FakeStore([denied(0.05)] * 1000), FakeTime()
+    budget = _budget(store, fake)
+
+    def cancel_on_third_pause(event: threading.Event, timeout: float | None) -> None:
+        fake.wait(event, timeout)
+        if len(fake.pauses) == 3:
+            budget.cancel()
+
+    budget._wait = cancel_on_third_pause
+    with pytest.raises(LimiterCancelled):
+        budget.acquire()
+    with pytest.raises(LimiterCancelled):
+        budget.acquire()
+    assert len(fake.pauses) == 3
+
+
+def test_a_failing_store_falls_back_once_to_a_conservative_rate(caplog: pytest.LogCaptureFixture) -> None:
+    store, fake = FakeStore(), FakeTime()
+    budget = _budget(store, fake, where="Redis connection 'budget_redis'")
+    assert budget.acquire() is not None and not budget.degraded
+    store.fail = StoreDown("Connection refused")
+    leases = []
+    with caplog.at_level(logging.WARNING):
+        for _ in range(30):
+            lease = budget.acquire()
+            assert lease is not None and lease.id is None
+            leases.append(lease)
+            budget.release(lease)
+    assert budget.degraded
+    warnings = [r for r in caplog.records if "Shared request budget unavailable" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "budget_redis" in warnings[0].getMessage() and "Connection refused" in warnings[0].getMessage()
+    status = budget.status()
+    assert status["state"] == "in-process"
+    assert status["fallback"]["reason"] == "StoreDown: Connection refused"
+    assert status["fallback"]["requests_per_second"] == pytest.approx(39 / FALLBACK_TASKS)
+    assert status["fallback"]["connections"] == 18 // FALLBACK_TASKS
+    # The store is asked once after it failed, never again.
+    assert sum(1 for c in store.calls if c[0] == "acquire") == 2
+
+
+def test_after_the_fallback_sends_are_spaced_never_a_burst() -> None:
+    store, fake = FakeStore(), FakeTime()
+    store.fail = StoreDown("down at start")
+    budget = _budget(store, fake)
+    times = []
+    for _ in range(20):
+        lease = budget.acquire()
+        assert lease is not None
+        times.append(fake.now)
+        budget.release(lease)
+    rate = 39 / FALLBACK_TASKS
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= 1 / rate - 1e-6
+    assert sum(1 for t in times if t < 1.0) <= rate + 1
+
+
+def test_the_fallback_holds_no_more_connections_than_its_share() -> None:
+    store, fake = FakeStore([Decision(True, 0.0, 6, 0, 0)]), FakeTime()
+    budget = _budget(store, fake)
+    assert budget.acquire() is not None  # six tasks seen on the budget
+    store.fail = StoreDown("gone")
+    held = [budget.acquire() for _ in range(18 // 6)]  # spaced by the fallback's rate
+    assert all(lease is not None and lease.id is None for lease in held)
+    assert budget.acquire(timeout=0.0) is None  # every in-process connection is taken
+    budget.release(held[0])  # type: ignore[arg-type]
+    assert budget.acquire(timeout=5.0) is not None
+    assert budget.status()["fallback"]["connections"] == 3
+    assert budget.status()["fallback"]["requests_per_second"] == pytest.approx(39 / 6)
+
+
+def test_a_failing_release_or_renewal_falls_back_too() -> None:
+    store, fake = FakeStore(), FakeTime()
+    budget = _budget(store, fake)
+    lease = budget.acquire()
+    assert lease is not None
+    store.fail = OSError("reset")
+    with pytest.raises(OSError):  # not one of the store's errors: a bug, raised as it is
+        budget.release(lease)
+    store.fail = StoreDown("reset")
+    budget.renew()
+    assert budget.degraded
+    budget.release(lease)  # nothing raised, nothing sent: the lease expires in the store
+    budget.close()
+    assert store.calls[-1][0] == "renew"
+
+
+def test_the_renewing_thread_stops_on_close() -> None:
+    store = FakeStore()
+    budget = SharedBudget(store, BudgetLimits(39, 18), errors=(StoreDown,), renew_every=0.01)
+    assert budget.acquire() is not None
+    renewed = threading.Event()
+    original = store.renew
+
+    def renew(task: str, leases: list[str]) -> int:
+        renewed.set()
+        return original(task, leases)
+
+    store.renew = renew  # type: ignore[method-assign]
+    assert renewed.wait(30)
+    budget.close()
+    assert budget._renewer is not None and not budget._renewer.is_alive()

@@ -1,0 +1,222 @@
+"""The budget store's script on a real redis-server: the window, the leases, the fair shares.
+
+Time is injected (the scripts' ``now`` argument replaces Redis's clock), so the rules are checked
+exactly and no figure depends on the machine's speed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from airflow_provider_chartmogul.client.budget_store import RedisBudgetStore, Timings
+from tests.redis import redis_client, redis_server  # noqa: F401 (fixtures)
+
+RATE, CONNECTIONS = 39, 18
+
+
+@pytest.fixture
+def store(redis_client: Any) -> RedisBudgetStore:  # noqa: F811
+    return RedisBudgetStore(redis_client, "127.0.0.1:8080:0123456789abcdef")
+
+
+def ask(store: RedisBudgetStore, task: str, lease: str, now: float, **limits: int) -> bool:
+    limits = {"per_window": RATE, "connections": CONNECTIONS, **limits}
+    return store.acquire(task, lease, now=now, **limits).admitted
+
+
+def busiest_window(times: list[float], window: float = 1.0) -> int:
+    times, first, busiest = sorted(times), 0, 0
+    for last, moment in enumerate(times):
+        while times[first] <= moment - window:
+            first += 1
+        busiest = max(busiest, last - first + 1)
+    return busiest
+
+
+def test_no_window_holds_more_than_the_rate_whoever_asks(store: RedisBudgetStore) -> None:
+    rng = random.Random(7)
+    admitted, ids = [], itertools.count()
+    now = 1000.0
+    for _ in range(3000):  # 4 tasks asking at random moments over about 6 s
+        now += rng.expovariate(500)
+        task = f"t{rng.randrange(4)}"
+        lease = f"{task}:{next(ids)}"
+        if ask(store, task, lease, now):
+            admitted.append(now)
+            store.release(task, lease)
+    assert busiest_window(admitted, store.timings.window) == RATE
+    assert len(admitted) >= RATE * 5  # and the rate was used, not starved
+
+
+def test_sends_are_spaced_evenly_across_tasks(store: RedisBudgetStore) -> None:
+    interval = store.timings.window / RATE
+    assert ask(store, "a", "a:0", 100.0)
+    # Idle time banks half an interval, no more; then the sends are an interval apart.
+    decision = store.acquire("b", "b:0", per_window=RATE, connections=CONNECTIONS, now=100.0)
+    assert not decision.admitted and decision.wait == pytest.approx(interval / 2, abs=1e-5)
+    assert ask(store, "b", "b:1", 100.0 + interval / 2)
+    decision = store.acquire("a", "a:1", per_window=RATE, connections=CONNECTIONS, now=100.0 + interval)
+    assert not decision.admitted and decision.wait == pytest.approx(interval / 2, abs=1e-5)
+    assert ask(store, "a", "a:2", 100.0 + 1.5 * interval)
+
+
+def test_a_full_window_says_when_its_oldest_send_leaves(store: RedisBudgetStore) -> None:
+    window = store.timings.window
+    interval = window / 3
+    for i in range(3):  # a late send does not push the next back, so the window fills first
+        assert ask(store, "a", f"a:{i}", 100.0 + i * interval * 0.9, per_window=3)
+    decision = store.acquire("a", "a:x", per_window=3, connections=CONNECTIONS, now=100.0 + window - 0.05)
+    assert not decision.admitted and decision.sent == 3
+    assert decision.wait == pytest.approx(0.05, abs=1e-6)
+    assert ask(store, "a", "a:y", 100.0 + window + 0.0001, per_window=3)
+
+
+class Clock:
+    """Moments a microsecond apart (the pace of a budget of a million sends per second)."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        self.now += 0.00001
+        return self.now
+
+
+FAST = 1_000_000
+
+
+def test_connections_are_leases_that_expire_unless_renewed(store: RedisBudgetStore) -> None:
+    ttl, now = store.timings.lease_ttl, Clock(10.0)
+    for i in range(CONNECTIONS):
+        assert ask(store, "killed", f"k:{i}", now(), per_window=FAST)
+    for i in range(3):
+        assert ask(store, "alive", f"a:{i}", now(), per_window=FAST) is False
+    decision = store.acquire("alive", "a:x", per_window=FAST, connections=CONNECTIONS, now=11.0)
+    assert not decision.admitted and decision.wait == 0 and decision.held == CONNECTIONS
+    # Renewed leases stay held past the first expiry; the others come back at it.
+    assert store.renew("killed", [f"k:{i}" for i in range(6)], now=12.0) == 6
+    now = Clock(10.0 + ttl + 0.01)
+    assert sum(ask(store, "alive", f"a:{i}", now(), per_window=FAST) for i in range(20)) == 12
+    assert ask(store, "alive", "a:late", 12.0 + ttl + 0.01, per_window=FAST)
+
+
+def test_a_released_lease_is_free_at_once(store: RedisBudgetStore) -> None:
+    now = Clock(10.0)
+    for i in range(CONNECTIONS):
+        assert ask(store, "a", f"a:{i}", now(), per_window=FAST)
+    assert not ask(store, "a", "a:x", now(), per_window=FAST)
+    store.release("a", "a:3")
+    assert ask(store, "a", "a:y", now(), per_window=FAST)
+
+
+def test_a_task_that_leaves_gives_back_its_leases_and_share(store: RedisBudgetStore) -> None:
+    now = Clock(10.0)
+    for i in range(CONNECTIONS):
+        assert ask(store, "a", f"a:{i}", now(), per_window=FAST)
+    store.leave("a", [f"a:{i}" for i in range(CONNECTIONS)])
+    decision = store.acquire("b", "b:0", per_window=FAST, connections=CONNECTIONS, now=10.1)
+    assert decision.admitted and decision.active == 1 and decision.held == 0
+
+
+def test_a_task_not_seen_for_the_presence_ttl_no_longer_counts(store: RedisBudgetStore) -> None:
+    assert ask(store, "gone", "g:0", 10.0)
+    store.release("gone", "g:0")
+    decision = store.acquire("b", "b:0", per_window=RATE, connections=CONNECTIONS, now=10.1)
+    assert decision.active == 2
+    later = 10.0 + store.timings.presence_ttl + 0.01
+    assert store.acquire("b", "b:1", per_window=RATE, connections=CONNECTIONS, now=later).active == 1
+    assert store.client.exists(f"{store.sends}:gone", f"{store.leases}:gone") == 0
+
+
+def test_every_key_expires_when_the_budget_is_unused(store: RedisBudgetStore) -> None:
+    assert store.acquire("a", "a:0", per_window=RATE, connections=CONNECTIONS).admitted  # Redis's clock
+    keys = list(store.client.scan_iter("chartmogul:budget:*"))
+    assert keys and all(0 < store.client.pttl(key) <= 1000 * store.timings.key_ttl for key in keys)
+
+
+def simulate(
+    store: RedisBudgetStore,
+    tasks: dict[str, dict[str, float]],
+    *,
+    seconds: float,
+    step: float = 0.005,
+    latency: float = 0.15,
+    seed: int = 1,
+) -> tuple[Counter[str], list[float], int]:
+    """Tasks on a fake clock, each with ``threads`` workers and at most ``demand`` sends/s; every
+    request holds its lease for ``latency``. Sends per task after the first second, every send
+    time, and the most leases held at once."""
+    rng = random.Random(seed)
+    ids = itertools.count()
+    in_flight: list[tuple[float, str, str]] = []
+    next_send = dict.fromkeys(tasks, 0.0)
+    counts: Counter[str] = Counter()
+    times: list[float] = []
+    most_held = 0
+    now = 50.0
+    end = now + seconds
+    while now < end:
+        for done in [f for f in in_flight if f[0] <= now]:
+            in_flight.remove(done)
+            store.release(done[1], done[2])
+        order = list(tasks)
+        rng.shuffle(order)
+        for task in order:
+            spec = tasks[task]
+            busy = sum(1 for f in in_flight if f[1] == task)
+            while busy < spec["threads"] and next_send[task] <= now:
+                lease = f"{task}:{next(ids)}"
+                if not ask(store, task, lease, now):
+                    break
+                busy += 1
+                in_flight.append((now + latency, task, lease))
+                next_send[task] = now + 1 / spec.get("demand", 1000)
+                times.append(now)
+                if now >= 51.0:
+                    counts[task] += 1
+        most_held = max(most_held, len(in_flight))
+        now += step
+    return counts, times, most_held
+
+
+@pytest.mark.parametrize("k", [2, 4, 8])
+def test_hungry_tasks_get_equal_shares_of_the_whole_rate(store: RedisBudgetStore, k: int) -> None:
+    tasks = {f"t{i}": {"threads": 10} for i in range(k)}
+    counts, times, most_held = simulate(store, tasks, seconds=5.0)
+    assert busiest_window(times, store.timings.window) <= RATE
+    assert most_held <= CONNECTIONS
+    assert sum(counts.values()) >= 0.97 * RATE * 4 / store.timings.window
+    assert min(counts.values()) / max(counts.values()) >= 0.8, counts
+
+
+def test_at_long_latencies_connections_are_the_limit_and_shared_fairly(store: RedisBudgetStore) -> None:
+    tasks = {f"t{i}": {"threads": 10} for i in range(8)}
+    counts, _, most_held = simulate(store, tasks, seconds=5.0, latency=0.6)
+    assert most_held == CONNECTIONS
+    assert sum(counts.values()) >= 0.9 * CONNECTIONS / 0.6 * 4
+    assert min(counts.values()) / max(counts.values()) >= 0.6, counts
+
+
+def test_a_task_that_wants_little_gets_it_and_the_others_share_the_rest(store: RedisBudgetStore) -> None:
+    tasks = {"small": {"threads": 10, "demand": 5.0}, "a": {"threads": 10}, "b": {"threads": 10}}
+    counts, times, _ = simulate(store, tasks, seconds=5.0)
+    assert counts["small"] >= 0.95 * 5 * 4
+    assert busiest_window(times, store.timings.window) <= RATE
+    assert counts["a"] + counts["b"] + counts["small"] >= 0.97 * RATE * 4 / store.timings.window
+    assert min(counts["a"], counts["b"]) / max(counts["a"], counts["b"]) >= 0.8, counts
+
+
+def test_a_task_with_few_threads_is_not_crowded_out(store: RedisBudgetStore) -> None:
+    tasks = {"one_thread": {"threads": 1}, "greedy": {"threads": 20}}
+    counts, _, _ = simulate(store, tasks, seconds=5.0, latency=0.02)
+    assert counts["one_thread"] / counts["greedy"] >= 0.8, counts
+
+
+def test_timings_can_be_shortened() -> None:
+    timings = Timings(lease_ttl=2.0)
+    assert timings.lease_ttl == 2.0 and timings.window == pytest.approx(1.01)
