@@ -3,31 +3,36 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping, Sequence, Sized
-from typing import TYPE_CHECKING, Any, get_args
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_chartmogul.client.settings import check_override
-from airflow_provider_chartmogul.exceptions import CustomAttributesFatalError, CustomAttributesPushError
-from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
-from airflow_provider_chartmogul.push.dead_letter import (
-    create_table_sql,
-    validate_table_name,
-    write_dead_letters,
+from airflow_provider_chartmogul.exceptions import (
+    ChartMogulConfigurationError,
+    ChartMogulUnavailableError,
+    CustomAttributesFatalError,
+    CustomAttributesPushError,
 )
-from airflow_provider_chartmogul.push.report import RunReport
-from airflow_provider_chartmogul.push.run import (
+from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
+from airflow_provider_chartmogul.push import dead_letter
+from airflow_provider_chartmogul.push.options import (
     Clear,
-    CustomAttributesPusher,
     CustomerLookup,
     Mode,
     PushOptions,
-    RunAborted,
+    check_whole_number,
 )
+from airflow_provider_chartmogul.push.report import RunReport
+from airflow_provider_chartmogul.push.run import CustomAttributesPusher, RunAborted
 from airflow_provider_chartmogul.push.sources import iter_customer_input, iter_sql_records
 from airflow_provider_chartmogul.push.sql_rows import validate_attribute_types
 from airflow_provider_chartmogul.version_compat import (
     AirflowFailException,
+    AirflowNotFoundException,
+    AirflowTaskTimeout,
     BaseHook,
     BaseOperator,
     literal,
@@ -42,18 +47,12 @@ if TYPE_CHECKING:
 
 _FAILURES_NAMED = 5
 _PLAN_LINES_LOGGED = 200
+# The reason on_kill gives: Airflow calls it on SIGTERM ("mark failed", a cleared task, a worker
+# shutting down) and, on Airflow 3, after execution_timeout.
+KILLED = "the task was stopped (on_kill: marked failed or cleared, or its worker shut down)"
 
 
-def push_error(
-    message: str, report: dict[str, Any], cause: BaseException | None
-) -> CustomAttributesPushError:
-    """The error a run that stopped on ``cause`` raises: fatal (no Airflow retry) when ``cause`` is."""
-    if isinstance(cause, AirflowFailException):
-        return CustomAttributesFatalError(message, report)
-    return CustomAttributesPushError(message, report)
-
-
-def _as_template_or_data(customers: Any) -> Any:
+def customers_as_data(customers: Any) -> Any:
     """``customers`` as Airflow should render it: records are data, never Jinja templates.
 
     Only a string that is not itself records (JSON or a Python literal of a list or a dict) is a
@@ -83,14 +82,20 @@ def _holds_records(text: str) -> bool:
     return isinstance(value, list | tuple | dict)
 
 
-def _choice(name: str, value: Any, allowed: tuple[Any, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+def check_input(task_id: str, customers: Any, sql: Any, sql_conn_id: Any, parameters: Any) -> None:
+    """Exactly one input: ``customers``, or ``sql`` with the connection it runs on.
 
-
-def _whole_number(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    :raises ValueError: saying which arguments go together.
+    """
+    if (customers is None) == (sql is None):
+        raise ValueError(
+            f"{task_id}: give exactly one of customers (records or an XComArg) or sql "
+            "(a query with sql_conn_id)"
+        )
+    if sql is not None and not sql_conn_id:
+        raise ValueError(f"{task_id}: sql needs sql_conn_id, the connection to run it on")
+    if sql is None and (sql_conn_id or parameters):
+        raise ValueError(f"{task_id}: sql_conn_id and parameters only go with sql")
 
 
 class AddCustomAttributesOperator(BaseOperator):
@@ -103,6 +108,13 @@ class AddCustomAttributesOperator(BaseOperator):
     ``unchanged`` / ``cleared`` counts, and ``failures``, each with the customer, the HTTP status,
     the error and the record itself, in the shape this operator accepts, so a report can be fed
     back as ``customers`` to replay what failed.
+
+    Arguments are checked when the DAG is parsed: the run's options by
+    :class:`~airflow_provider_chartmogul.push.options.PushOptions` (``self.options``), the others
+    here. ``customers`` is the one argument not stored as given: records are wrapped in Airflow's
+    ``literal()`` here, in ``__init__``, because that is the one step every way of running the
+    task passes through; a mapped task (``partial()`` / ``expand()``) is rendered by Airflow's
+    ``MappedOperator`` without calling this class's ``render_template_fields``.
 
     :param customers: records, each the seed call's body plus the customer's identifier:
         ``{"customer_uuid": "cus_...", "custom": [{"type", "key", "value", "source"?}, ...]}``;
@@ -134,6 +146,9 @@ class AddCustomAttributesOperator(BaseOperator):
         lookups, one pass over the ``"listing"`` of all customers, or ``"auto"`` (listing once
         more than ``listing_threshold`` records need a lookup).
     :param listing_threshold: see ``customer_lookup``.
+    :param resume: on Airflow 3.3+, a retry of the task skips the customers an earlier try of
+        it already answered (progress is kept in the task state store); ``False`` re-sends
+        everything on every try, as on older Airflow. See docs/running-every-day.md.
     :param max_requests_per_second: client-side rate limit; overrides the connection's.
     :param max_connections: requests in flight at once; overrides the connection's.
     :param fetch_size: rows fetched from the database at a time.
@@ -163,6 +178,7 @@ class AddCustomAttributesOperator(BaseOperator):
         clear: Clear = "ignore",
         customer_lookup: CustomerLookup = "auto",
         listing_threshold: int = 500,
+        resume: bool = True,
         max_requests_per_second: float | None = None,
         max_connections: int | None = None,
         fetch_size: int = 1000,
@@ -171,60 +187,56 @@ class AddCustomAttributesOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if (customers is None) == (sql is None):
-            raise ValueError(
-                f"{self.task_id}: give exactly one of customers (records or an XComArg) or sql "
-                "(a query with sql_conn_id)"
-            )
-        if sql is not None and not sql_conn_id:
-            raise ValueError(f"{self.task_id}: sql needs sql_conn_id, the connection to run it on")
-        if sql is None and (sql_conn_id or parameters):
-            raise ValueError(f"{self.task_id}: sql_conn_id and parameters only go with sql")
-        _choice("mode", mode, get_args(Mode))
-        _choice("clear", clear, get_args(Clear))
-        _choice("customer_lookup", customer_lookup, get_args(CustomerLookup))
-        if clear == "remove" and mode != "sync":
-            raise ValueError("clear='remove' needs mode='sync' (add mode never removes attributes)")
-        _whole_number("max_failures", max_failures, 0)
-        _whole_number("fetch_size", fetch_size, 1)
-        _whole_number("listing_threshold", listing_threshold, 0)
-        if not isinstance(dry_run, bool):
-            raise ValueError(f"dry_run must be True or False, got {dry_run!r} ({type(dry_run).__name__})")
-        # The hook's own check, run here so that a bad value fails when the DAG is parsed.
-        check_override("max_requests_per_second", max_requests_per_second)
-        check_override("max_connections", max_connections)
-        if (dead_letter_conn_id is None) != (dead_letter_table is None):
-            raise ValueError("dead_letter_conn_id and dead_letter_table go together")
-        if dead_letter_table is not None:
-            validate_table_name(dead_letter_table)
-        self.customers = _as_template_or_data(customers)
+        check_input(self.task_id, customers, sql, sql_conn_id, parameters)
+        self.customers = customers_as_data(customers)  # see the class docstring
         self.sql = sql
         self.sql_conn_id = sql_conn_id
         self.parameters = parameters
-        self.attribute_types = validate_attribute_types(attribute_types or {})
         self.source = source
+        self.attribute_types = validate_attribute_types(attribute_types)
         self.chartmogul_conn_id = chartmogul_conn_id
-        self.max_failures = max_failures
-        self.mode = mode
-        # Not self.dry_run: that name is BaseOperator's dry_run() method.
-        self.plan_only = dry_run
-        self.clear = clear
-        self.customer_lookup = customer_lookup
-        self.listing_threshold = listing_threshold
-        self.max_requests_per_second = max_requests_per_second
-        self.max_connections = max_connections
-        self.fetch_size = fetch_size
+        self.options = PushOptions(
+            mode=mode,
+            dry_run=dry_run,
+            clear=clear,
+            source=source,
+            customer_lookup=customer_lookup,
+            listing_threshold=listing_threshold,
+            max_failures=max_failures,
+            resume=resume,
+        )
+        # The hook's own checks, run here so that a bad value fails when the DAG is parsed.
+        self.max_requests_per_second = check_override("max_requests_per_second", max_requests_per_second)
+        self.max_connections = check_override("max_connections", max_connections)
+        self.fetch_size = check_whole_number("fetch_size", fetch_size, 1)
+        dead_letter.check_target(dead_letter_conn_id, dead_letter_table)
         self.dead_letter_conn_id = dead_letter_conn_id
         self.dead_letter_table = dead_letter_table
 
-    def get_hook(self) -> ChartMogulHook:
+    @cached_property
+    def hook(self) -> ChartMogulHook:
         return ChartMogulHook(
             self.chartmogul_conn_id,
             max_requests_per_second=self.max_requests_per_second,
             max_connections=self.max_connections,
         )
 
-    def _records(self) -> tuple[Iterable[Any], str]:
+    def execute(self, context: Context) -> dict[str, Any]:
+        options = dataclasses.replace(self.options, source=self.source)  # the rendered source
+        records = self._records(options)
+        report = self._push(context, records, options)
+        result = self._publish(context, report)
+        return self._decide(report, result)
+
+    # ---- the steps of execute ------------------------------------------------------------------
+
+    def _records(self, options: PushOptions) -> Iterable[Any]:
+        """The input, read lazily; the connections it needs checked first (nothing read or sent
+        yet), and the dead-letter table made, so that a wrong connection fails before anything
+        is written and the SQL hook's imports (seconds) are not paid after a stop."""
+        self._check_connection()
+        self._prepare_dead_letters()
+        records: Iterable[Any]
         if self.sql is not None:
             assert self.sql_conn_id is not None
             records = iter_sql_records(
@@ -233,32 +245,25 @@ class AddCustomAttributesOperator(BaseOperator):
                 parameters=self.parameters,
                 attribute_types=self.attribute_types,
                 fetch_size=self.fetch_size,
-                keep_nulls=self.mode == "sync" and self.clear == "remove",
+                keep_nulls=options.keeps_nulls,
             )
-            return records, f"SQL on connection {self.sql_conn_id!r}"
-        customers = iter_customer_input(self.customers)
-        size = f"{len(customers)} records" if isinstance(customers, Sized) else "records"
-        return customers, f"{size} from customers"
-
-    def execute(self, context: Context) -> dict[str, Any]:
-        records, described = self._records()
-        self._prepare_dead_letters()
+            described = f"SQL on connection {self.sql_conn_id!r}"
+        else:
+            records = iter_customer_input(self.customers)
+            size = f"{len(records)} records" if isinstance(records, Sized) else "records"
+            described = f"{size} from customers"
         self.log.info(
             "Pushing custom attributes to ChartMogul: %s, mode=%s%s, connection %r",
             described,
-            self.mode,
-            " (dry run: nothing will be written)" if self.plan_only else "",
+            options.mode,
+            " (dry run: nothing will be written)" if options.dry_run else "",
             self.chartmogul_conn_id,
         )
-        options = PushOptions(
-            mode=self.mode,
-            dry_run=self.plan_only,
-            clear=self.clear,
-            source=self.source,
-            customer_lookup=self.customer_lookup,
-            listing_threshold=self.listing_threshold,
-        )
-        with self.get_hook() as hook:
+        return records
+
+    def _push(self, context: Context, records: Iterable[Any], options: PushOptions) -> RunReport:
+        """Run the push; a run that stopped early publishes its partial report and raises."""
+        with self.hook as hook:
             pusher = CustomAttributesPusher(hook, options, log=self.log)  # type: ignore[arg-type]
             self._running = (hook, pusher)
             if self._kill_reason is not None:  # on_kill came before the run started
@@ -266,40 +271,33 @@ class AddCustomAttributesOperator(BaseOperator):
             try:
                 report = pusher.run(records)
             except RunAborted as exc:
-                self.log.warning("%s", exc)
+                message = self._stopped_message(exc.report, exc.__cause__)
+                self.log.warning("%s", message)
                 self._publish(context, exc.report)
-                raise push_error(str(exc), exc.report.as_dict(), exc.__cause__) from None
-            except BaseException:
+                raise self._stopped_error(message, exc.report, exc.__cause__) from None
+            except BaseException as exc:
                 # AirflowTaskTimeout, Airflow 2's AirflowTaskTerminated: the run stopped itself and
                 # left what it did in its report; that report outlives the task, then the error goes on.
                 if pusher.report.aborted is not None:
-                    self.log.warning("Stopped: %s. %s", pusher.report.aborted, pusher.report.summary())
+                    self.log.warning("%s", self._stopped_message(pusher.report, exc))
                     self._publish(context, pusher.report)
                 raise
             finally:
                 self._running = None
-        self.log.info("%s", report.summary())
-        lookup, requests = report.extra["customer_lookup"], report.extra["requests"]
-        self.log.info(
-            "Cost: %d requests (%d retries, %d answered 429, %d answered 503); customer lookups and "
-            "state reads: %s, %d requests",
-            requests["requests"],
-            requests["retries"],
-            requests["rate_limited"],
-            requests["too_many_connections"],
-            lookup["strategy"],
-            lookup["requests"],
-        )
-        if self.plan_only:
-            self._log_plan(report)
-        result = self._publish(context, report)
+        self._log_outcome(report, options)
+        return report
+
+    def _decide(self, report: RunReport, result: dict[str, Any]) -> dict[str, Any]:
+        """The report when the run may pass; else the error that fails the task."""
         broken = next((f for f in report.failures if f["stage"] == "input"), None)
         if broken is not None:
             # Whatever max_failures allows: the rest of the input was never read.
             raise CustomAttributesPushError(f"The input broke: {broken['error']}", result)
-        if report.failed > self.max_failures:
+        if report.failed > self.options.max_failures:
             raise CustomAttributesPushError(self._failure_message(report), result)
         return result
+
+    # ---- stopping ------------------------------------------------------------------------------
 
     _running: tuple[ChartMogulHook, CustomAttributesPusher] | None = None
     _kill_reason: str | None = None
@@ -310,8 +308,7 @@ class AddCustomAttributesOperator(BaseOperator):
         two seconds with the partial report in XCom, the dead-letter table and the log.
 
         Only sets flags: on Airflow 3 this runs in a signal handler in the main thread."""
-        reason = "the task was stopped (on_kill)"
-        self._kill_reason = self._kill_reason or reason
+        self._kill_reason = self._kill_reason or KILLED
         self._stop_run(self._kill_reason)
 
     def _stop_run(self, reason: str) -> None:
@@ -321,6 +318,59 @@ class AddCustomAttributesOperator(BaseOperator):
             hook.cancel(reason)
             pusher.stop(reason)
 
+    def _stopped_message(self, report: RunReport, cause: BaseException | None) -> str:
+        """What happened and what to do about it, for a run that stopped before its end."""
+        left = (
+            f"Nothing more was sent; {report.not_attempted or 0} customers not attempted are listed "
+            "in the report (XCom" + (", and the dead-letter table" if self.dead_letter_table else "") + ")"
+        )
+        if isinstance(cause, AirflowFailException):  # a refused key or TLS certificate
+            todo = "fix the connection and re-run (re-running is safe)"
+            what = report.aborted
+        elif isinstance(cause, ChartMogulUnavailableError):
+            todo = (
+                "ChartMogul or the way to it is failing, not the records: Airflow retries the task "
+                "if it has retries left (re-running is safe)"
+            )
+            what = report.aborted
+        elif isinstance(cause, AirflowTaskTimeout):
+            what = f"the task ran past its execution_timeout ({self.execution_timeout})"
+            todo = (
+                "Airflow retries it if it has retries left; if every try runs out of time, raise "
+                "execution_timeout or split the input over several tasks"
+            )
+        elif self._kill_reason is not None:
+            what = self._kill_reason
+            todo = "clear the task to finish the push (re-running is safe)"
+        else:
+            what = report.aborted
+            todo = "re-running is safe"
+        return f"Stopped: {what}. {left}; {todo}. {report.summary()}"
+
+    @staticmethod
+    def _stopped_error(
+        message: str, report: RunReport, cause: BaseException | None
+    ) -> CustomAttributesPushError:
+        """Fatal (no Airflow retry) when ``cause`` is: no retry succeeds until the connection is fixed."""
+        if isinstance(cause, AirflowFailException):
+            return CustomAttributesFatalError(message, report.as_dict())
+        return CustomAttributesPushError(message, report.as_dict())
+
+    # ---- making the report last ----------------------------------------------------------------
+
+    def _check_connection(self) -> None:
+        """Read the ChartMogul connection before anything else, so that a missing one is reported
+        as missing (and not as a run that stopped with an empty report)."""
+        try:
+            self.hook.settings  # noqa: B018 (reads and checks the connection)
+        except AirflowNotFoundException:
+            raise ChartMogulConfigurationError(
+                f"The Airflow connection {self.chartmogul_conn_id!r} does not exist, so nothing was "
+                "read or sent: add a connection of type 'chartmogul' with that id and the API key as "
+                "its password (Admin > Connections, or AIRFLOW_CONN_"
+                f"{self.chartmogul_conn_id.upper()}), or set chartmogul_conn_id to the one to use"
+            ) from None
+
     def _publish(self, context: Context, report: RunReport) -> dict[str, Any]:
         """Make the report last: failures to the dead-letter table when one is set, and the report
         to XCom even when the task is about to fail, so a downstream task can replay it."""
@@ -329,10 +379,10 @@ class AddCustomAttributesOperator(BaseOperator):
         ti = context.get("ti") if isinstance(context, Mapping) else None
         # XCom first: a stopped task is killed a few seconds after SIGTERM, and XCom is the
         # cheapest way to keep the report.
-        if ti is not None and (report.failed > self.max_failures or report.aborted):
+        if ti is not None and (report.failed > self.options.max_failures or report.aborted):
             ti.xcom_push(key="return_value", value=result)
         if self.dead_letter_conn_id and self.dead_letter_table and report.failures:
-            written = write_dead_letters(
+            written = dead_letter.write_dead_letters(
                 conn_id=self.dead_letter_conn_id,
                 table=self.dead_letter_table,
                 failures=report.failures,
@@ -344,12 +394,28 @@ class AddCustomAttributesOperator(BaseOperator):
         return result
 
     def _prepare_dead_letters(self) -> None:
-        """Create the dead-letter table before anything is sent: a wrong connection fails the task
-        while nothing was written, and the SQL hook's imports (seconds) are not paid after a stop."""
         if self.dead_letter_conn_id and self.dead_letter_table:
             hook = BaseHook.get_connection(self.dead_letter_conn_id).get_hook()
             if hasattr(hook, "run"):
-                hook.run(create_table_sql(self.dead_letter_table))
+                hook.run(dead_letter.create_table_sql(self.dead_letter_table))
+
+    # ---- the log ---------------------------------------------------------------------------------
+
+    def _log_outcome(self, report: RunReport, options: PushOptions) -> None:
+        self.log.info("%s", report.summary())
+        lookup, requests = report.customer_lookup, report.requests
+        self.log.info(
+            "Cost: %d requests (%d retries, %d answered 429, %d answered 503); customer lookups and "
+            "state reads: %s, %d requests",
+            requests["requests"],
+            requests["retries"],
+            requests["rate_limited"],
+            requests["too_many_connections"],
+            lookup.strategy,
+            lookup.requests,
+        )
+        if options.dry_run:
+            self._log_plan(report)
 
     def _failure_message(self, report: RunReport) -> str:
         named = "; ".join(f"{f['customer']}: {f['error']}" for f in report.failures[:_FAILURES_NAMED])
@@ -357,7 +423,7 @@ class AddCustomAttributesOperator(BaseOperator):
         tail = f"; and {more} more" if more > 0 else ""
         return (
             f"{report.failed} of {report.counts['total']} customers failed (max_failures="
-            f"{self.max_failures}); every other customer was processed. {named}{tail}. "
+            f"{self.options.max_failures}); every other customer was processed. {named}{tail}. "
             "The report (XCom) lists every failure with its record, ready to replay."
         )
 

@@ -42,6 +42,18 @@ def validate_table_name(table: str) -> str:
     return table
 
 
+def check_target(conn_id: str | None, table: str | None) -> None:
+    """The operator's ``dead_letter_conn_id`` and ``dead_letter_table``: both or neither, and a
+    plain table name.
+
+    :raises ValueError: naming the argument.
+    """
+    if (conn_id is None) != (table is None):
+        raise ValueError("dead_letter_conn_id and dead_letter_table go together")
+    if table is not None:
+        validate_table_name(table)
+
+
 def create_table_sql(table: str) -> str:
     return (
         f"CREATE TABLE IF NOT EXISTS {validate_table_name(table)} ("

@@ -428,3 +428,32 @@ def test_sharded_example_reports_a_customer_the_listing_did_not_resolve_in_its_s
     assert all(server.custom_attributes(uuid)["plan_tier"] for uuid in uuids.values())
     lookups = [r for r in server.requests if r.method == "GET" and r.query.get("external_id")]
     assert [r.query["external_id"] for r in lookups] == [["acct-unknown"]]
+
+
+@pytest.mark.db
+def test_sql_example_without_a_chartmogul_connection_says_so_and_reads_nothing(
+    airflow_db: None,
+    chartmogul_server: ChartMogulServer,
+    dags: dict[str, Any],
+    example_db: Callable[[list[tuple]], Path],
+    monkeypatch: pytest.MonkeyPatch,
+    task_log: Callable[[], str],
+) -> None:
+    """Found in a real deployment: a missing ``chartmogul_default`` was reported as "the task was
+    interrupted" with a ``total: 0`` report although the table had rows."""
+    monkeypatch.delenv("AIRFLOW_CONN_CHARTMOGUL_DEFAULT", raising=False)
+    example_db(SQL_ROWS)
+
+    run = run_dag(dags[SQL_DAG])
+
+    assert str(run.state) == "failed"
+    assert task_states(run) == {("sync_customer_attributes", -1): "failed"}
+    log = task_log()
+    assert (
+        "The Airflow connection 'chartmogul_default' does not exist, so nothing was read or sent: add "
+        "a connection of type 'chartmogul' with that id and the API key as its password"
+    ) in log, log[-3000:]
+    assert "interrupted" not in log
+    assert "Stopped:" not in log
+    assert task_xcom(run, "sync_customer_attributes") is None, "no report of a run that never started"
+    assert chartmogul_server.requests == []

@@ -67,6 +67,40 @@ def test_bad_arguments_fail_at_dag_parse_time(kwargs: dict, words: str) -> None:
         AddCustomAttributesOperator(task_id="push", **kwargs)
 
 
+def test_a_missing_connection_is_reported_as_missing_before_anything_is_read(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_chartmogul.exceptions import ChartMogulConfigurationError
+
+    monkeypatch.delenv("AIRFLOW_CONN_CHARTMOGUL_PROD", raising=False)
+    db = tmp_path / "rows.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE attrs (customer_uuid TEXT, seats INTEGER)")
+        conn.execute("INSERT INTO attrs VALUES ('cus_1', 3)")
+    conn.close()
+    monkeypatch.setenv("AIRFLOW_CONN_ROWS", json.dumps({"conn_type": "sqlite", "host": str(db)}))
+    dead = tmp_path / "dead.db"
+    monkeypatch.setenv("AIRFLOW_CONN_DEAD", json.dumps({"conn_type": "sqlite", "host": str(dead)}))
+    op = AddCustomAttributesOperator(
+        task_id="push",
+        sql="SELECT * FROM attrs",
+        sql_conn_id="rows",
+        chartmogul_conn_id="chartmogul_prod",
+        dead_letter_conn_id="dead",
+        dead_letter_table="dl",
+    )
+
+    with pytest.raises(ChartMogulConfigurationError) as caught:
+        run(op)
+
+    assert str(caught.value) == (
+        "The Airflow connection 'chartmogul_prod' does not exist, so nothing was read or sent: add a "
+        "connection of type 'chartmogul' with that id and the API key as its password (Admin > "
+        "Connections, or AIRFLOW_CONN_CHARTMOGUL_PROD), or set chartmogul_conn_id to the one to use"
+    )
+    assert not dead.exists(), "nothing is made before the connection is known to exist"
+
+
 def test_inline_templates_render() -> None:
     op = AddCustomAttributesOperator(
         task_id="push",

@@ -8,6 +8,7 @@ stop was issued; the bounds are generous, the counts exact.
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.metadata
 import json
 import sqlite3
@@ -93,11 +94,15 @@ def check_partial_report(
 
     written = {r.path for r in requests if r.method == "POST" and r.status == 200}
     assert report["aborted"] and "stopped" in report["aborted"]
-    assert report["total"] == CUSTOMERS, "every record is in the report"
+    # Read and reported, or (a list has a length) counted as not read: never read after the stop.
+    unread = report.get("records_not_read") or 0
+    assert report["total"] + unread == CUSTOMERS, "every record is in the report"
+    assert report["input_complete"] == (unread == 0)
     assert report["succeeded"] == len(written)
-    assert report["succeeded"] + report["failed"] == CUSTOMERS
+    assert report["succeeded"] + report["failed"] == report["total"]
     not_attempted = [f for f in report["failures"] if f["stage"] == "aborted"]
-    assert report["not_attempted"] == len(not_attempted) >= CUSTOMERS - len(requests)
+    assert report["not_attempted"] == len(not_attempted)
+    assert report["not_attempted"] + unread >= CUSTOMERS - len(requests)
     assert all(f["record"]["customer_uuid"] for f in not_attempted), "ready to replay"
     for i in range(CUSTOMERS):
         uuid = _uuid(i)
@@ -127,10 +132,17 @@ def test_on_kill_from_another_thread_stops_the_run(server: ChartMogulServer, tas
 
     assert raised_at - stopped["at"] < RAISE_BOUND, "execute did not raise soon after on_kill"
     report = caught.value.report
-    assert "the task was stopped (on_kill)" in str(caught.value)
+    message = str(caught.value)
+    assert message.startswith(
+        "Stopped: the task was stopped (on_kill: marked failed or cleared, or its worker shut down). "
+        f"Nothing more was sent; {report['not_attempted']} customers not attempted are listed in the "
+        "report (XCom); clear the task to finish the push (re-running is safe). "
+        f"{report['total']} customers: "
+    ), message
+    assert "fix the connection" not in message
     check_partial_report(server, report, stopped["at"], None)
     assert json.loads(ti.xcom["return_value"]) == json.loads(json.dumps(report))
-    assert "Stopped: the task was stopped (on_kill)" in task_log()
+    assert message in task_log()
 
 
 def test_execution_timeout_stops_the_run(server: ChartMogulServer, dead_letter_db: Path, task_log) -> None:
@@ -144,6 +156,7 @@ def test_execution_timeout_stops_the_run(server: ChartMogulServer, dead_letter_d
         from airflow.utils.timeout import timeout  # type: ignore[no-redef]
 
     operator = _operator()
+    operator.execution_timeout = dt.timedelta(seconds=2)
     ti = RecordingTI()
     started = time.monotonic()
     with pytest.raises(AirflowTaskTimeout):
@@ -162,7 +175,14 @@ def test_execution_timeout_stops_the_run(server: ChartMogulServer, dead_letter_d
     check_partial_report(
         server, {**report, "aborted": "stopped: " + report["aborted"]}, timed_out_at, dead_letter_db
     )
-    assert "Stopped: the task was interrupted (AirflowTaskTimeout" in task_log()
+    log = task_log()
+    assert (
+        "Stopped: the task ran past its execution_timeout (0:00:02). Nothing more was sent; "
+        f"{report['not_attempted']} customers not attempted are listed in the report (XCom, and the "
+        "dead-letter table); Airflow retries it if it has retries left; if every try runs out of "
+        f"time, raise execution_timeout or split the input over several tasks. {report['total']} customers: "
+    ) in log, log[-3000:]
+    assert "fix the connection" not in log
 
 
 def test_on_kill_before_the_run_starts_sends_nothing(server: ChartMogulServer, dead_letter_db: Path) -> None:
@@ -172,7 +192,8 @@ def test_on_kill_before_the_run_starts_sends_nothing(server: ChartMogulServer, d
         operator.execute(context={})
     assert server.requests == []
     report = caught.value.report
-    assert report["total"] == report["not_attempted"] == CUSTOMERS
+    assert report["not_attempted"] + report["records_not_read"] == CUSTOMERS
+    assert report["input_complete"] is False
 
 
 # ---- a real task runner ----------------------------------------------------------------------------
@@ -241,7 +262,9 @@ def test_sigterm_through_the_task_runner_stops_the_run(
                 child.kill()
     log = output.read_text()
 
-    assert "Stopped: the task was stopped (on_kill)" in log, log[-3000:]
+    assert "Stopped: the task was stopped (on_kill: marked failed or cleared" in log, log[-3000:]
+    assert "clear the task to finish the push" in log
+    assert "fix the connection" not in log
     assert "CustomAttributesPushError" in log, "the task failed"
     report = json.loads((tmp_path / "report.json").read_text())  # the XCom, read by a downstream task
     check_partial_report(server, report, stopped_at, dead_letter_db)
