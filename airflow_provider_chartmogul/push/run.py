@@ -39,9 +39,10 @@ __all__ = ["Clear", "CustomAttributesPusher", "CustomerLookup", "Mode", "PushOpt
 
 # How long a stopped run waits for the requests in flight (each ends within its own deadline).
 _STOP_GRACE_SECONDS = 1.5
-# Worker threads per connection: a customer sleeping in retry back-off holds a thread, not a
-# connection (the hook caps the connections), so healthy customers still find a thread.
-_WORKERS_PER_CONNECTION = 4
+# Worker threads per connection. More would keep threads free while customers sleep in retry
+# back-off, but each extra thread also waits for a send slot, and that wait counts against its
+# retry budget: when throttled (429s), 4 per connection made some customers fail unsent.
+_WORKERS_PER_CONNECTION = 1
 
 # Records read but not finished, at most: bounds memory when many wait for the listing.
 MAX_WAITING = 10_000
