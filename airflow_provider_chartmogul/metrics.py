@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from airflow_provider_chartmogul.version_compat import Stats, get_current_context
+
+if TYPE_CHECKING:
+    from airflow_provider_chartmogul.client.classify import Classified
+    from airflow_provider_chartmogul.client.send_control import Ticket
 
 PREFIX: Final = "chartmogul"
 
@@ -146,3 +150,36 @@ class ChartMogulMetrics:
             ("cleared", counts.cleared),
         ):
             self._stats.incr(f"{ATTRIBUTES}.{name}", value, tags=self.tags)
+
+
+class _NoLease:
+    def release(self) -> None:
+        pass
+
+
+class RequestMetrics:
+    """A send gate (``client.send_control.SendGate``) that holds nothing back and only listens:
+    the engine's send control tells it the classified outcome of every attempt, and it sends the
+    request counter, the latency (from the attempt's send slot to the end of its answer) and the
+    send rate through :class:`ChartMogulMetrics`.
+
+    :param metrics: where the metrics go.
+    :param send_rate: the task's current send rate, requests/s (the rate limiter's ``rate``).
+    """
+
+    _LEASE: Final = _NoLease()
+
+    def __init__(self, metrics: ChartMogulMetrics, *, send_rate: Callable[[], float] | None = None) -> None:
+        self.metrics = metrics
+        self._send_rate = send_rate
+
+    def acquire(self, *, priority: bool, timeout: float | None) -> _NoLease:
+        return self._LEASE
+
+    def on_answer(self, ticket: Ticket, outcome: Classified, now: float) -> None:
+        self.metrics.request_finished(outcome.cause, now - ticket.sent_at)
+        if self._send_rate is not None:
+            self.metrics.send_rate(self._send_rate())
+
+    def cancel(self) -> None:
+        pass

@@ -9,12 +9,23 @@ import socket
 import subprocess
 import sys
 import textwrap
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from airflow_provider_chartmogul.metrics import REQUEST_OUTCOMES, ChartMogulMetrics, RunCounts, task_tags
+from airflow_provider_chartmogul.client import classify
+from airflow_provider_chartmogul.client.flow import ConcurrencyLimit
+from airflow_provider_chartmogul.client.ratelimit import RateLimiter
+from airflow_provider_chartmogul.client.send_control import SendControl
+from airflow_provider_chartmogul.metrics import (
+    REQUEST_OUTCOMES,
+    ChartMogulMetrics,
+    RequestMetrics,
+    RunCounts,
+    task_tags,
+)
 from airflow_provider_chartmogul.testing.server import ChartMogulServer
 from tests.conftest import connection_json
 
@@ -132,6 +143,60 @@ def test_the_send_rate_is_sent_when_it_moves_by_a_tenth_or_more(
         "airflow.chartmogul.send_rate:31.2|g",
         "airflow.chartmogul.send_rate:35.0|g",
     ]
+
+
+def test_the_engines_causes_are_the_metrics_outcomes() -> None:
+    """One vocabulary: every cause the engine's classifier gives has its counter."""
+    assert set(typing.get_args(classify.Cause)) == set(REQUEST_OUTCOMES)
+
+
+def test_request_metrics_hear_every_answer_of_the_send_control(
+    statsd: StatsdListener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the engine uses it: a gate of the send control, told each attempt's classified outcome;
+    the latency runs from the attempt's send slot to its answer, on the send control's clock."""
+    now = [100.0]
+
+    def wait(event: object, timeout: float | None) -> None:  # a wait for a send slot moves the clock on
+        now[0] += timeout if timeout is not None else 0.01
+
+    limiter = RateLimiter(39, clock=lambda: now[0], wait=wait)
+    metrics = ChartMogulMetrics(stats=_airflow_statsd_logger(monkeypatch, statsd.port, influxdb_tags=False))  # type: ignore[arg-type]
+    flow = SendControl(
+        concurrency=ConcurrencyLimit(10),
+        rate=limiter,
+        gates=[RequestMetrics(metrics, send_rate=lambda: limiter.rate)],
+        clock=lambda: now[0],
+    )
+
+    for outcome, seconds in ((classify.OK, 0.2), (classify.THROTTLED, 0.05), (classify.TIMEOUT, 2.0)):
+        ticket = flow.on_sending_request()
+        assert ticket is not None
+        now[0] = ticket.sent_at + seconds
+        flow.on_receiving_response(ticket, outcome)
+        ticket.release()
+    metrics.run_finished(RunCounts(0, 0, 0, 0, 0, 0, 0))  # a marker: everything before it has arrived
+
+    lines = [
+        line
+        for line in statsd.lines(until="airflow.chartmogul.attributes.cleared")
+        if "customers" not in line and "attributes" not in line
+    ]
+    assert lines[:3] == [
+        "airflow.chartmogul.requests.ok:1|c",
+        "airflow.chartmogul.request.duration:200.000000|ms",
+        "airflow.chartmogul.send_rate:39.0|g",
+    ]
+    assert lines[3:5] == [
+        "airflow.chartmogul.requests.rate_limited:1|c",
+        "airflow.chartmogul.request.duration:50.000000|ms",
+    ]
+    # The 429 cut the send rate: the gauge follows it down (and a timeout does not move it).
+    gauges = [float(line.split(":")[1].removesuffix("|g")) for line in lines if line.endswith("|g")]
+    assert gauges == [39.0, pytest.approx(limiter.rate, abs=0.01)]
+    assert limiter.rate < 38
+    assert "airflow.chartmogul.requests.timeout:1|c" in lines
+    assert "airflow.chartmogul.request.duration:2000.000000|ms" in lines
 
 
 def test_an_unknown_outcome_is_refused_by_name() -> None:
