@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # Test processes (pytest-xdist): most tests wait on the server, backoff or Airflow, not the CPU.
 TEST_WORKERS ?= 3
 
-.PHONY: install test lint format demo benchmark browser test-browser docs-images matrix clean
+.PHONY: install test lint format demo benchmark browser test-browser docs docs-images matrix clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
@@ -34,6 +34,11 @@ test: install lint
 # The SQL example DAG end to end against the local ChartMogul-compatible server (see scripts/demo.py).
 demo: install
 	$(BIN)/python scripts/demo.py
+
+# The documentation site (Sphinx + MyST, docs/conf.py) into build/docs/html; warnings are errors.
+docs: install
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs build/docs/html
+	@echo "Documentation: build/docs/html/index.html"
 
 # Debian's Chromium for the connection-form test (apt-get; root or sudo).
 browser:
