@@ -36,8 +36,9 @@ demo: install
 	$(BIN)/python scripts/demo.py
 
 # The documentation site (Sphinx + MyST, docs/conf.py) into build/docs/html; warnings are errors.
+# -E: every page is read afresh (the navigation depends on which pages exist).
 docs: install
-	$(BIN)/sphinx-build -W --keep-going -q -b html docs build/docs/html
+	$(BIN)/sphinx-build -E -W --keep-going -q -b html docs build/docs/html
 	@echo "Documentation: build/docs/html/index.html"
 
 # Debian's Chromium for the connection-form test (apt-get; root or sudo).
