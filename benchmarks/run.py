@@ -40,6 +40,7 @@ from pathlib import Path
 from _faults import section_down, section_errors_500, section_errors_503, section_slow_loris
 from _harness import CaseFailed, Results, Runner, Settings, fmt_int, say
 from _memory import section_memory, section_resolution
+from _million import section_million
 from _plot import write_picture
 from _server import ServerError
 from _sharing import section_shared_account, section_two_tasks
@@ -60,6 +61,7 @@ SECTIONS: dict[str, Callable[[Runner, Results], None]] = {
     "daily_sync": section_daily_sync,
     "memory": section_memory,
     "resolution": section_resolution,
+    "million": section_million,
 }
 
 

@@ -193,13 +193,15 @@ def records_from_rows(
       with the wrong number of values yields a :class:`RejectedInput` in place of the record; the
       stream goes on.
 
+    :param attribute_types: as :func:`validate_attribute_types` returned it: the operator checks
+        ``attribute_types`` once, when the DAG is parsed, and everything after takes it as checked.
     :param start_index: index of the first row, for labels when results come in batches (the
         inferred column types are not carried from one call to the next).
     :param keep_nulls: keep NULL attribute values as ``None`` (clears) instead of leaving them out.
     :raises ChartMogulValidationError: from :func:`check_columns`, before any row is read.
     """
     columns = list(columns)
-    types = validate_attribute_types(attribute_types)
+    types = dict(attribute_types or {})
     check_columns(columns, types)
     return _iter_records(columns, rows, types, start_index, keep_nulls)
 

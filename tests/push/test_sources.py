@@ -14,6 +14,7 @@ import pytest
 from airflow_provider_chartmogul.exceptions import ChartMogulSourceError, ChartMogulValidationError
 from airflow_provider_chartmogul.push.report import Outcome, RunReport
 from airflow_provider_chartmogul.push.sources import RejectedInput, iter_customer_input, iter_sql_records
+from airflow_provider_chartmogul.push.sql_rows import validate_attribute_types
 from airflow_provider_chartmogul.redaction import register_secret, secret_forms
 from airflow_provider_chartmogul.version_compat import AirflowException, literal
 from tests.conftest import API_KEY
@@ -268,7 +269,8 @@ def test_each_row_becomes_a_record_with_typed_attributes(sqlite_db: Callable[...
         [("cus_1", "pro", 5, 9.5, 1), ("cus_2", "basic", 1, 0.25, 0)],
     )
 
-    records = _sql("SELECT * FROM attrs ORDER BY customer_uuid", attribute_types={"pro": "boolean"})
+    types = validate_attribute_types({"pro": "boolean"})  # as the operator checked it
+    records = _sql("SELECT * FROM attrs ORDER BY customer_uuid", attribute_types=types)
 
     assert records == [
         {

@@ -106,7 +106,8 @@ def test_check_columns_rejects(columns: list[Any], types: dict[str, str] | None,
     for part in expected:
         assert part in message, (part, message)
     with pytest.raises(ChartMogulValidationError):
-        records_from_rows(columns, [], attribute_types=types)  # checked before any row is read
+        # checked before any row is read
+        records_from_rows(columns, [], attribute_types=validate_attribute_types(types))
 
 
 def test_check_columns_shortens() -> None:
