@@ -23,7 +23,12 @@ from airflow_provider_chartmogul.client.classify import (
     crowded_threshold,
 )
 from airflow_provider_chartmogul.client.error_body import MAX_BODY_CHARS, error_message
-from airflow_provider_chartmogul.client.flow import CircuitBreaker, ConcurrencyLimit, RetryQuota
+from airflow_provider_chartmogul.client.flow import (
+    BreakerVerdict,
+    CircuitBreaker,
+    ConcurrencyLimit,
+    RetryQuota,
+)
 from airflow_provider_chartmogul.client.ratelimit import RateLimiter
 from airflow_provider_chartmogul.client.send_control import SendCancelled, SendControl, SendGate, Ticket
 from airflow_provider_chartmogul.client.settings import ClientSettings
@@ -266,7 +271,7 @@ class RequestEngine:
                 attempts=self._call.attempts,
                 retryable=False,
             )
-        self.breaker.on_failure(self._clock(), f"no answer ({exc.reason})")
+        self._failed(path, f"no answer ({exc.reason})", connection=not exc.timeout)
         what = (
             f"no whole answer within the {self.settings.timeout:g} s timeout ({exc.reason})"
             if exc.timeout
@@ -279,6 +284,44 @@ class RequestEngine:
             method=method,
             path=path,
         )
+
+    def _failed(self, path: str, what: str, *, connection: bool = False) -> None:
+        """Tell the breaker; when it asks, probe ChartMogul itself before it opens."""
+        verdict = self.breaker.on_failure(self._clock(), what, path=path, connection=connection)
+        if verdict is BreakerVerdict.PROBE:
+            self._probe()
+
+    def _probe(self) -> None:
+        """``GET /v1/ping`` through the send control: whether ChartMogul answers at all, when nothing
+        else has succeeded for a while (some customers failing again and again, or ChartMogul down)."""
+        outcome = None
+        what = ""
+        try:
+            ticket = self.flow.on_sending_request(priority=True, timeout=self.settings.timeout)
+        except SendCancelled:
+            ticket = None
+        if ticket is not None:
+            try:
+                answer = self.transport.send("GET", "/v1/ping", on_finished=ticket.release)
+            except NoAnswer as exc:
+                self.stats.count(None)
+                outcome, what = classify_no_answer(timeout=exc.timeout), f"ping: no answer ({exc.reason})"
+            except BaseException:
+                ticket.release()
+                self.breaker.on_probe(self._clock(), alive=True)
+                raise
+            else:
+                self.stats.count(answer.status)
+                message = (
+                    ""
+                    if answer.status < 300
+                    else error_message(answer.text, answer.headers.get("Content-Type"))
+                )
+                outcome, what = classify_status(answer.status, message), f"ping: HTTP {answer.status}"
+            self.flow.on_receiving_response(ticket, outcome)
+        # No slot for the probe (cancelled, or none within the timeout) decides nothing.
+        alive = outcome is None or outcome.verdict is not Verdict.FAILED
+        self.breaker.on_probe(self._clock(), alive=alive, what=what)
 
     def _no_slot(self, method: str, path: str) -> ChartMogulAPIError:
         # Not retried: the budget it waited for is spent. Only the attempts before it were sent.
@@ -313,7 +356,7 @@ class RequestEngine:
         now = self._clock()
         verdict = outcome.verdict
         if verdict is Verdict.FAILED:
-            self.breaker.on_failure(now, f"HTTP {status}")
+            self._failed(path, f"HTTP {status}")
         elif verdict.server_up:
             self.breaker.on_success(now)
             if verdict is Verdict.OK:

@@ -8,6 +8,7 @@ The designs and their sources are in docs/flow-control.md. No library fits: the 
 
 from __future__ import annotations
 
+import enum
 import math
 import threading
 from collections import deque
@@ -248,21 +249,52 @@ class RetryQuota:
             self._tokens = min(self.capacity, self._tokens + (spent or self.refund))
 
 
+class BreakerVerdict(enum.Enum):
+    """What the engine does after telling the breaker about a failure."""
+
+    CLOSED = "closed"  # go on
+    PROBE = "probe"  # ask ChartMogul directly whether it is up (``GET /v1/ping``), then tell :meth:`on_probe`
+    OPEN = "open"  # stop: ChartMogul is down
+
+
 class CircuitBreaker:
-    """Opens, for good, when nothing has succeeded for ``open_after`` seconds and the last
-    ``min_failures`` attempts all failed (connection refused, timeouts, 5xx). A run then stops and
-    reports the rest as not attempted, instead of spending every customer's retry budget on a
-    ChartMogul that is down. It never closes again: a later run starts with a new hook.
+    """Opens, for good, when ChartMogul is down, and not when some customers keep failing.
+
+    Nothing has succeeded for ``open_after`` seconds and at least ``min_failures`` attempts failed
+    since the last success; then it opens when
+
+    - ``min_failures`` of them were connection failures (refused, reset, dropped: no customer
+      causes those), or
+    - the failures were spread over ``many_paths`` distinct request paths (customers), or
+    - a probe (``GET /v1/ping``, asked for at most once per ``open_after``) fails too.
+
+    The same few customers answering 500 again and again, while the probe is answered, never open
+    it. A run then stops and reports the rest as not attempted instead of spending every
+    customer's retry budget on a ChartMogul that is down. It never closes again: a later run
+    starts with a new hook.
     """
 
-    def __init__(self, *, open_after: float = 10.0, min_failures: int = 10, started: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        open_after: float = 10.0,
+        min_failures: int = 10,
+        many_paths: int = 50,
+        started: float = 0.0,
+    ) -> None:
         self.open_after = open_after
         self.min_failures = min_failures
+        self.many_paths = many_paths
         self._last_success = started
+        self._alive_at = started  # the last success or answered probe
         self._failures = 0
+        self._connection_failures = 0
+        self._paths: set[str] = set()
+        self._probing = False
         self._last_failure = ""
         self._open = False
         self._lock = threading.Lock()
+        self.probes = 0
 
     @property
     def is_open(self) -> bool:
@@ -276,15 +308,43 @@ class CircuitBreaker:
         if self._failures or now > self._last_success:
             with self._lock:
                 self._failures = 0
+                self._connection_failures = 0
+                self._paths.clear()
                 self._last_success = max(self._last_success, now)
+                self._alive_at = max(self._alive_at, now)
 
-    def on_failure(self, now: float, what: str) -> bool:
-        """A failed attempt; whether the breaker is (now) open."""
+    def on_failure(self, now: float, what: str, *, path: str, connection: bool = False) -> BreakerVerdict:
+        """A failed attempt to ``path``; ``connection``: no connection or it broke (not a timeout,
+        not an answer)."""
         with self._lock:
+            if self._open:
+                return BreakerVerdict.OPEN
             self._failures += 1
             self._last_failure = what
-            if self._failures >= self.min_failures and now - self._last_success >= self.open_after:
+            if connection:
+                self._connection_failures += 1
+            self._paths.add(path)
+            if self._failures < self.min_failures or now - self._last_success < self.open_after:
+                return BreakerVerdict.CLOSED
+            if self._connection_failures >= self.min_failures or len(self._paths) >= self.many_paths:
                 self._open = True
+                return BreakerVerdict.OPEN
+            if self._probing or now - self._alive_at < self.open_after:
+                return BreakerVerdict.CLOSED
+            self._probing = True
+            self.probes += 1
+            return BreakerVerdict.PROBE
+
+    def on_probe(self, now: float, *, alive: bool, what: str = "") -> bool:
+        """The probe's outcome; whether the breaker is (now) open."""
+        with self._lock:
+            self._probing = False
+            if alive:
+                self._alive_at = max(self._alive_at, now)
+            else:
+                self._open = True
+                if what:
+                    self._last_failure = what
             return self._open
 
     def silent_for(self, now: float) -> float:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -164,3 +165,103 @@ def test_retry_after_forms(header: str | None, seconds: float | None) -> None:
 
     now = dt.datetime(2015, 10, 21, 7, 28, 0, tzinfo=dt.timezone.utc)
     assert parse_retry_after(header, now) == seconds
+
+
+# ---- the breaker opens on ChartMogul, not on customers (injected clock) --------------------------
+
+
+def _engine_on(server: ChartMogulServer, now: list[float], **settings: Any) -> RequestEngine:
+    """An engine on a clock the test moves; every reading also moves it by 30 ms, so the
+    rate limiter's spacing passes without any real wait."""
+    values: dict[str, Any] = {"timeout": 5, "max_retries": 0, **settings}
+
+    def clock() -> float:
+        now[0] += 0.03
+        return now[0]
+
+    return RequestEngine(
+        ClientSettings(base_url=server.url, api_key=API_KEY, **values), RequestStats(), clock=clock
+    )
+
+
+def test_a_customer_that_always_answers_500_never_opens_the_breaker_while_ping_answers(
+    chartmogul_server: ChartMogulServer,
+) -> None:
+    uuid = chartmogul_server.add_customer()["uuid"]
+    chartmogul_server.fail_customer(uuid, 500)
+    now = [1000.0]
+    engine = _engine_on(chartmogul_server, now)
+    try:
+        for _ in range(40):  # 60 s of nothing but this customer's 500s
+            now[0] += 1.5
+            with pytest.raises(ChartMogulAPIError) as info:
+                engine.request("GET", f"/v1/customers/{uuid}/attributes")
+            assert info.value.status == 500
+        assert not engine.breaker.is_open
+        assert engine.breaker.probes >= 4
+        pings = [r for r in chartmogul_server.requests if r.path == "/v1/ping"]
+        assert len(pings) == engine.breaker.probes
+        assert engine.request("GET", "/v1/ping") == {"data": "pong!"}
+    finally:
+        engine.close()
+
+
+def test_500s_to_everything_open_the_breaker_once_the_probe_fails_too(
+    chartmogul_server: ChartMogulServer,
+) -> None:
+    chartmogul_server.configure(faults={"500": 1.0})
+    now = [1000.0]
+    engine = _engine_on(chartmogul_server, now)
+    try:
+        for n in range(8):
+            now[0] += 1.5
+            with pytest.raises(ChartMogulAPIError):
+                engine.request("GET", f"/v1/customers/cus_{n % 2}/attributes")
+        assert not engine.breaker.is_open  # 12 s, but fewer than 10 failures
+        for n in range(2):
+            now[0] += 1.5
+            with pytest.raises(ChartMogulAPIError):
+                engine.request("GET", f"/v1/customers/cus_{n % 2}/attributes")
+        assert engine.breaker.is_open and engine.breaker.probes == 1
+        with pytest.raises(ChartMogulUnavailableError, match=r"last: ping: HTTP 500"):
+            engine.request("GET", "/v1/customers/cus_9/attributes")
+    finally:
+        engine.close()
+
+
+class _HeldBackoff(RequestEngine):
+    """An engine whose back-off waits until the test lets it go."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.in_backoff = threading.Event()
+        self.go_on = threading.Event()
+        super().__init__(*args, **kwargs)
+
+    def _sleep(self, seconds: float) -> None:
+        self.in_backoff.set()
+        assert self.go_on.wait(30)
+
+
+def test_a_request_waiting_to_retry_holds_no_connection_slot(chartmogul_server: ChartMogulServer) -> None:
+    uuid = chartmogul_server.add_customer()["uuid"]
+    chartmogul_server.fail_customer(uuid, 500, times=1)
+    settings = ClientSettings(
+        base_url=chartmogul_server.url, api_key=API_KEY, max_connections=1, max_retries=2
+    )
+    engine = _HeldBackoff(settings, RequestStats())
+    results: list[Any] = []
+    try:
+        thread = threading.Thread(
+            target=lambda: results.append(engine.request("GET", f"/v1/customers/{uuid}/attributes"))
+        )
+        thread.start()
+        assert engine.in_backoff.wait(30)
+        # The only connection slot is free while the other request waits to retry.
+        assert engine.concurrency.in_flight == 0
+        assert engine.request("GET", "/v1/ping") == {"data": "pong!"}
+        engine.go_on.set()
+        thread.join(30)
+        assert results and "custom" in results[0]
+    finally:
+        engine.go_on.set()
+        engine.close()

@@ -12,6 +12,7 @@ import pytest
 
 from airflow_provider_chartmogul.client.flow import (
     AdaptiveRate,
+    BreakerVerdict,
     CircuitBreaker,
     ConcurrencyLimit,
     RetryQuota,
@@ -246,25 +247,61 @@ def test_one_failure_in_five_is_sustainable() -> None:
 # ---- CircuitBreaker -------------------------------------------------------------------------------
 
 
-def test_the_breaker_opens_only_after_enough_failures_and_silence() -> None:
+def test_connection_failures_open_it_after_enough_of_them_and_silence() -> None:
     breaker = CircuitBreaker(open_after=10, min_failures=10, started=0.0)
     for n in range(9):
-        assert not breaker.on_failure(20.0 + n, "no answer (ConnectionRefusedError)")
-    assert breaker.on_failure(30.0, "no answer (ConnectionRefusedError)")
-    assert breaker.is_open and breaker.last_failure == "no answer (ConnectionRefusedError)"
+        verdict = breaker.on_failure(
+            20.0 + n, "no answer (ConnectionRefusedError)", path=f"/c{n}", connection=True
+        )
+        assert verdict is BreakerVerdict.CLOSED
+    assert breaker.on_failure(30.0, "no answer", path="/c9", connection=True) is BreakerVerdict.OPEN
+    assert breaker.is_open and breaker.last_failure == "no answer"
 
 
-def test_many_quick_failures_do_not_open_it_before_the_silence() -> None:
+def test_quick_connection_failures_do_not_open_it_before_the_silence() -> None:
     breaker = CircuitBreaker(open_after=10, min_failures=10, started=0.0)
     for n in range(100):
-        assert not breaker.on_failure(n * 0.05, "HTTP 500")
-    assert breaker.on_failure(10.0, "HTTP 500")
+        assert breaker.on_failure(n * 0.05, "no answer", path="/p", connection=True) is BreakerVerdict.CLOSED
+    assert breaker.on_failure(10.0, "no answer", path="/p", connection=True) is BreakerVerdict.OPEN
+
+
+def test_the_same_few_customers_failing_again_and_again_never_open_it_while_ping_answers() -> None:
+    breaker = CircuitBreaker(open_after=10, min_failures=10, many_paths=50, started=0.0)
+    probes = 0
+    for n in range(600):  # 3 customers answering 500 for ten minutes, nothing else sent
+        verdict = breaker.on_failure(float(n), "HTTP 500", path=f"/v1/customers/cus_{n % 3}")
+        assert verdict is not BreakerVerdict.OPEN
+        if verdict is BreakerVerdict.PROBE:
+            probes += 1
+            assert not breaker.on_probe(float(n) + 0.5, alive=True)
+    assert not breaker.is_open
+    assert 50 <= probes <= 60  # at most one probe per open_after
+
+
+def test_a_failed_probe_opens_it() -> None:
+    breaker = CircuitBreaker(open_after=10, min_failures=10, started=0.0)
+    verdicts = [breaker.on_failure(1.0 + n, "HTTP 500", path="/v1/customers/cus_1") for n in range(12)]
+    assert verdicts.count(BreakerVerdict.PROBE) == 1
+    # while the probe is out, no second one is asked for
+    assert breaker.on_failure(13.5, "HTTP 500", path="/v1/customers/cus_1") is BreakerVerdict.CLOSED
+    assert breaker.on_probe(14.0, alive=False, what="ping: HTTP 500")
+    assert breaker.is_open and breaker.last_failure == "ping: HTTP 500"
+
+
+def test_failures_over_many_distinct_customers_open_it_whatever_the_probe_says() -> None:
+    breaker = CircuitBreaker(open_after=10, min_failures=10, many_paths=50, started=0.0)
+    for n in range(49):
+        verdict = breaker.on_failure(11.0 + n * 0.01, "HTTP 500", path=f"/v1/customers/cus_{n}")
+        if verdict is BreakerVerdict.PROBE:
+            breaker.on_probe(11.0, alive=True)
+        assert not breaker.is_open
+    assert breaker.on_failure(12.0, "HTTP 500", path="/v1/customers/cus_49") is BreakerVerdict.OPEN
 
 
 def test_a_success_resets_it() -> None:
     breaker = CircuitBreaker(open_after=10, min_failures=3, started=0.0)
     for n in range(50):
-        breaker.on_failure(float(n), "HTTP 503")
+        breaker.on_failure(float(n), "HTTP 503", path=f"/p{n}", connection=True)
         if n % 2:
             breaker.on_success(float(n))
     assert not breaker.is_open

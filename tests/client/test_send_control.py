@@ -4,6 +4,7 @@ a gate can veto or delay a send, and every slot and lease is given back on every
 from __future__ import annotations
 
 import threading
+
 import pytest
 
 from airflow_provider_chartmogul.client import classify
