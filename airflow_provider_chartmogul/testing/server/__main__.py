@@ -10,6 +10,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
+from airflow_provider_chartmogul.testing.server.customers import CUSTOMER_SHAPES, NEWEST_SHAPE
 from airflow_provider_chartmogul.testing.server.faults import parse_faults
 from airflow_provider_chartmogul.testing.server.server import ChartMogulServer
 
@@ -44,7 +45,13 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fault-seed", type=int, default=0)
     parser.add_argument("--slow-seconds", type=float, default=5.0)
     parser.add_argument("--type-conflict", choices=("error", "overwrite"), default="error")
-    parser.add_argument("--delete-status", type=int, choices=(200, 202, 204), default=200)
+    parser.add_argument("--delete-status", type=int, choices=(200, 202, 204), default=204)
+    parser.add_argument(
+        "--customer-shape",
+        choices=tuple(CUSTOMER_SHAPES),
+        default=NEWEST_SHAPE,
+        help="the customer object as recorded in this year",
+    )
     parser.add_argument("--no-record", action="store_true", help="do not keep the request log")
     parser.add_argument(
         "--request-log-limit", type=int, default=100_000, metavar="N", help="most records kept (0: no limit)"
@@ -91,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             slow_seconds=args.slow_seconds,
             type_conflict=args.type_conflict,
             delete_status=args.delete_status,
+            customer_shape=args.customer_shape,
             record_requests=not args.no_record,
             request_log_limit=args.request_log_limit or None,
             request_log_body_bytes=None if args.request_log_body_bytes < 0 else args.request_log_body_bytes,

@@ -64,14 +64,15 @@ class AdminApi:
 
     def get_customers(self, query: Query, body: Any) -> Answer:
         uuid = query_value(query, "uuid")
+        shape = self._server.config["customer_shape"]
         with self._lock:
             if query_value(query, "view") == "custom":
                 return json_answer(200, {c.uuid: dict(c.custom) for c in self._store.order})
             if uuid is not None:
                 customer = self._store.customers.get(uuid)
-                shown = [customer.render()] if customer is not None else []
+                shown = [customer.render(shape)] if customer is not None else []
             else:
-                shown = [customer.render() for customer in self._store.order]
+                shown = [customer.render(shape) for customer in self._store.order]
         return json_answer(200, shown)
 
     def post_customers(self, query: Query, body: Any) -> Answer:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-JSON_TYPE = "application/json; charset=utf-8"
+JSON_TYPE = "application/json"  # as recorded: no charset (JSON is UTF-8 by definition)
 HTML_TYPE = "text/html; charset=utf-8"
 TEXT_TYPE = "text/plain; charset=utf-8"
 

@@ -33,21 +33,37 @@ CUSTOMER_FIELD_NAMES: dict[str, str] = {
     "chartmogul_url": "chartmogul-url",
     "chartmogul-url": "chartmogul-url",
     "website_url": "website_url",
+    "owner": "owner",
     "id": "id",
 }
 
+#: The customer object as recorded over time, newest first: which of the fields that came and went
+#: it shows. See docs/test-server.md, "The customer object".
+CUSTOMER_SHAPES: dict[str, frozenset[str]] = {
+    "2025": frozenset({"owner", "website_url"}),  # and no attributes.clearbit
+    "2024": frozenset({"owner", "website_url", "clearbit"}),
+    "2023": frozenset({"owner", "clearbit"}),
+    "2020": frozenset({"clearbit"}),
+}
+NEWEST_SHAPE = "2025"
+_CHANGING_FIELDS = ("owner", "website_url")
 
-# Every customer object starts from these; a customer stores only what differs.
+
+# Every customer object starts from these, in the order of the recorded answers; a customer
+# stores only what differs.
 _CUSTOMER_DEFAULTS: dict[str, Any] = {
     "id": 0,
     "uuid": "",
     "external_id": "",
-    "external_ids": [],
-    "data_source_uuid": "",
-    "data_source_uuids": [],
     # Strings the official client's schema declares non-nullable are "" rather than null.
     "name": "",
     "email": "",
+    "status": "Active",
+    "customer-since": None,
+    "attributes": None,
+    "data_source_uuid": "",
+    "data_source_uuids": [],
+    "external_ids": [],
     "company": "",
     "country": None,
     "state": None,
@@ -55,15 +71,15 @@ _CUSTOMER_DEFAULTS: dict[str, Any] = {
     "zip": None,
     "lead_created_at": None,
     "free_trial_started_at": None,
-    "customer-since": None,
-    "status": "Active",
+    "address": None,
     "mrr": 0,
     "arr": 0,
-    "currency": "USD",
-    "currency-sign": "$",
     "billing-system-url": None,
     "chartmogul-url": "",
     "billing-system-type": "Custom",
+    "currency": "USD",
+    "currency-sign": "$",
+    "owner": None,
     "website_url": None,
 }
 
@@ -131,13 +147,16 @@ class StoredCustomer:
         shown = self.more.get("data_source_uuids") if self.more else None
         return list(shown) if shown is not None else [self.data_source_uuid]
 
-    def attributes(self) -> dict[str, Any]:
-        """The ``attributes`` object (a fresh copy)."""
+    def attributes(self, shape: str = NEWEST_SHAPE) -> dict[str, Any]:
+        """The ``attributes`` object (a fresh copy) in the given shape (of CUSTOMER_SHAPES)."""
         tags = list(self.tags) if self.tags else []
-        return {"tags": tags, "stripe": {}, "clearbit": {}, "custom": dict(self.custom)}
+        if "clearbit" in CUSTOMER_SHAPES[shape]:
+            return {"tags": tags, "stripe": {}, "clearbit": {}, "custom": dict(self.custom)}
+        return {"tags": tags, "stripe": {}, "custom": dict(self.custom)}
 
-    def render(self) -> dict[str, Any]:
-        """The customer object as the API shows it (a fresh copy, safe to hand out)."""
+    def render(self, shape: str = NEWEST_SHAPE) -> dict[str, Any]:
+        """The customer object as the API shows it (a fresh copy, safe to hand out) in the given
+        shape (of CUSTOMER_SHAPES)."""
         slug = (re.sub(r"[^A-Za-z0-9]+", "_", self.name).strip("_") if self.name else "") or "customer"
         shown = {
             **_CUSTOMER_DEFAULTS,
@@ -159,5 +178,8 @@ class StoredCustomer:
             "state": shown["state"],
             "country": shown["country"],
         }
-        shown["attributes"] = self.attributes()
+        shown["attributes"] = self.attributes(shape)
+        for name in _CHANGING_FIELDS:
+            if name not in CUSTOMER_SHAPES[shape]:
+                del shown[name]
         return shown

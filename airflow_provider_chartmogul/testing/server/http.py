@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import gzip
 import ipaddress
 import json
 import socket
@@ -167,6 +168,16 @@ class Handler(BaseHTTPRequestHandler):
         else:
             if answer.content_type:
                 lines.append(f"Content-Type: {answer.content_type}")
+            # As recorded: successful answers come gzip-encoded when the client accepts it; error
+            # answers (and the faults, which stand for proxies) do not.
+            if (
+                body
+                and status < 300
+                and answer.fault is None
+                and accepts_gzip(self.headers.get("Accept-Encoding"))
+            ):
+                body = gzip.compress(body, compresslevel=1, mtime=0)
+                lines += ["Content-Encoding: gzip", "Vary: Accept-Encoding"]
             lines.append(f"Content-Length: {len(body)}")
         lines.extend(f"{name}: {value}" for name, value in answer.headers)
         if self.close_connection:
@@ -234,6 +245,22 @@ def lower_case_headers(headers: Message) -> dict[str, str]:
         lower = _shared(name.lower())
         joined[lower] = f"{joined[lower]}, {value}" if lower in joined else _shared(value)
     return joined
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether an ``Accept-Encoding`` header admits gzip (``gzip`` or ``*`` with a q above 0)."""
+    for item in (accept_encoding or "").split(","):
+        coding, _, parameters = item.partition(";")
+        if coding.strip().lower() not in ("gzip", "x-gzip", "*"):
+            continue
+        name, _, value = parameters.strip().partition("=")
+        if name.strip().lower() == "q":
+            try:
+                return float(value) > 0
+            except ValueError:
+                return False
+        return True
+    return False
 
 
 def basic_auth_user(header: str | None) -> str | None:

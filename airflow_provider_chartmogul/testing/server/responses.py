@@ -19,7 +19,7 @@ from airflow_provider_chartmogul.testing.server.http import query_value
 from airflow_provider_chartmogul.testing.server.settings import Settings
 from airflow_provider_chartmogul.testing.server.state import AccountStore, decode_cursor
 
-DEFAULT_PER_PAGE = 50
+DEFAULT_PER_PAGE = 200  # as recorded: without per_page the API answered "per_page": 200
 MAX_PER_PAGE = 200
 
 
@@ -46,7 +46,8 @@ def ping(call: ApiCall) -> Answer:
 # ------------------------------------------------------------------------------ reading customers
 
 
-def _page_params(query: dict[str, list[str]]) -> tuple[int, int] | Answer:
+def _page_params(query: dict[str, list[str]]) -> tuple[int | None, int] | Answer:
+    """(the cursor's position, or None for a first page; per_page), or the 400."""
     raw_per_page = query_value(query, "per_page")
     per_page = DEFAULT_PER_PAGE
     if raw_per_page not in (None, ""):
@@ -58,35 +59,49 @@ def _page_params(query: dict[str, list[str]]) -> tuple[int, int] | Answer:
             return json_answer(
                 400, {"errors": {"per_page": f"must be an integer between 1 and {MAX_PER_PAGE}"}}
             )
-    start = 0
     cursor = query_value(query, "cursor")
-    if cursor:
-        try:
-            start = decode_cursor(cursor)
-        except ValueError:
-            return json_answer(400, {"errors": {"cursor": "is invalid"}})
-    return start, per_page
+    if not cursor:
+        return None, per_page
+    try:
+        return decode_cursor(cursor), per_page
+    except ValueError:
+        return json_answer(400, {"errors": {"cursor": "is invalid"}})
 
 
-def _listing(call: ApiCall, email: str | None) -> Answer:
+def _listing(call: ApiCall, email: str | None, *, search: bool) -> Answer:
+    """A page in the recorded envelopes: a first page carries the page counts too (the search's
+    ``total_pages`` is null); a page fetched with a cursor only entries, cursor and has_more."""
     page_params = _page_params(call.query)
     if isinstance(page_params, Answer):
         return page_params
     start, per_page = page_params
+    filters = {
+        "external_id": query_value(call.query, "external_id") or None,
+        "data_source_uuid": query_value(call.query, "data_source_uuid") or None,
+        "email": email,
+    }
     with call.lock:
-        page = call.store.page(
-            start=start,
-            per_page=per_page,
-            external_id=query_value(call.query, "external_id") or None,
-            data_source_uuid=query_value(call.query, "data_source_uuid") or None,
-            email=email,
-        )
-        entries = [customer.render() for customer in page.customers]
-    return json_answer(200, {"entries": entries, "cursor": page.cursor, "has_more": page.has_more})
+        page = call.store.page(start=start or 0, per_page=per_page, **filters)
+        entries = [customer.render(call.settings.customer_shape) for customer in page.customers]
+        total = None if search or start is not None else call.store.count(**filters)
+    if start is not None:
+        return json_answer(200, {"entries": entries, "cursor": page.cursor, "has_more": page.has_more})
+    return json_answer(
+        200,
+        {
+            "entries": entries,
+            "current_page": 1,
+            "total_pages": None if total is None else -(-total // per_page),
+            "has_more": page.has_more,
+            "per_page": per_page,
+            "page": 1,
+            "cursor": page.cursor,
+        },
+    )
 
 
 def list_customers(call: ApiCall) -> Answer:
-    return _listing(call, query_value(call.query, "email") or None)
+    return _listing(call, query_value(call.query, "email") or None, search=False)
 
 
 def search(call: ApiCall) -> Answer:
@@ -94,10 +109,10 @@ def search(call: ApiCall) -> Answer:
     if not email:
         return json_answer(400, {"errors": {"email": "is missing"}})
     with call.lock:
-        found = bool(call.store.by_email.get(email.lower()))
+        found = email.lower() in call.store.by_email
     if not found:
-        return coded_error(404, f"No customers found with email {email!r}", "email")
-    return _listing(call, email)
+        return coded_error(404, f'Can\'t find any customers with email: "{email}"', "email")
+    return _listing(call, email, search=True)
 
 
 def _show_customer(call: ApiCall, show: Callable[[StoredCustomer], dict[str, Any]]) -> Answer:
@@ -110,11 +125,11 @@ def _show_customer(call: ApiCall, show: Callable[[StoredCustomer], dict[str, Any
 
 
 def retrieve(call: ApiCall) -> Answer:
-    return _show_customer(call, StoredCustomer.render)
+    return _show_customer(call, lambda customer: customer.render(call.settings.customer_shape))
 
 
 def attributes(call: ApiCall) -> Answer:
-    return _show_customer(call, StoredCustomer.attributes)
+    return _show_customer(call, lambda customer: customer.attributes(call.settings.customer_shape))
 
 
 # ------------------------------------------------------------------------ writing custom attributes
@@ -220,5 +235,5 @@ def add_custom_by_email(call: ApiCall) -> Answer:
             call.store.definitions.update(new_definitions)
         for customer in matches:
             customer.custom.update(values)
-        entries = [customer.render() for customer in matches]
+        entries = [customer.render(call.settings.customer_shape) for customer in matches]
     return json_answer(200, {"entries": entries})

@@ -17,7 +17,7 @@ from airflow_provider_chartmogul.testing.server.answers import (
     coded_error,
     json_answer,
 )
-from airflow_provider_chartmogul.testing.server.customers import DEFAULT_DATA_SOURCE_UUID
+from airflow_provider_chartmogul.testing.server.customers import DEFAULT_DATA_SOURCE_UUID, NEWEST_SHAPE
 from airflow_provider_chartmogul.testing.server.faults import Faults, fault_answer
 from airflow_provider_chartmogul.testing.server.http import (
     ApiRequest,
@@ -59,7 +59,8 @@ class ChartMogulServer:
         fault_seed: int = 0,
         slow_seconds: float = 5.0,
         type_conflict: str = "error",
-        delete_status: int = 200,
+        delete_status: int = 204,
+        customer_shape: str = NEWEST_SHAPE,
         record_requests: bool = True,
         request_log_limit: int | None = 100_000,
         request_log_body_bytes: int | None = 64 * 1024 * 1024,
@@ -84,6 +85,7 @@ class ChartMogulServer:
                 "slow_seconds": slow_seconds,
                 "type_conflict": type_conflict,
                 "delete_status": delete_status,
+                "customer_shape": customer_shape,
                 "record_requests": record_requests,
                 "request_log_limit": request_log_limit,
                 "request_log_body_bytes": request_log_body_bytes,
@@ -176,7 +178,7 @@ class ChartMogulServer:
         datetime -> Timestamp, str -> String), which is then defined account-wide. ``fields``
         may set other customer fields: company, country, state, city, zip, lead_created_at,
         free_trial_started_at, customer_since, status, mrr, arr, currency, currency_sign,
-        billing_system_url, billing_system_type, chartmogul_url, website_url, id, tags.
+        billing_system_url, billing_system_type, chartmogul_url, website_url, owner, id, tags.
         Raises ValueError (duplicate uuid, duplicate external_id in a data source, bad custom
         value) or TypeError (unknown field).
         """
@@ -191,7 +193,7 @@ class ChartMogulServer:
                 external_ids=external_ids,
                 data_source_uuids=data_source_uuids,
                 **fields,
-            ).render()
+            ).render(self._settings.customer_shape)
 
     def add_customers(self, customers: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Bulk add_customer under one lock (100k in 1-3 s here). Not atomic: on an error the
@@ -200,7 +202,7 @@ class ChartMogulServer:
         shown: list[dict[str, Any]] = []
         with self._lock, bulk_load(shown):
             added = [self._store.add_customer(**dict(kwargs)) for kwargs in customers]
-            shown.extend(customer.render() for customer in added)
+            shown.extend(customer.render(self._settings.customer_shape) for customer in added)
         return shown
 
     def load_customers(self, customers: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -232,7 +234,7 @@ class ChartMogulServer:
         """A snapshot of the customer as the API shows it, or None."""
         with self._lock:
             customer = self._store.customers.get(uuid)
-            return customer.render() if customer is not None else None
+            return customer.render(self._settings.customer_shape) if customer is not None else None
 
     def custom_attributes(self, uuid: str) -> dict[str, Any]:
         """A copy of the customer's custom map; KeyError for an unknown uuid."""
@@ -300,9 +302,8 @@ class ChartMogulServer:
     def configure(self, **changes: Any) -> None:
         """Change settings at run time: latency, rate_limit, rate_limit_retry_after,
         max_parallel, faults, fault_seed (re-seeds the generator), slow_seconds, type_conflict,
-        delete_status, record_requests, request_log_limit, request_log_body_bytes, trickle_seconds,
-        api_keys. Raises TypeError/ValueError on
-        bad input."""
+        delete_status, customer_shape, record_requests, request_log_limit, request_log_body_bytes,
+        trickle_seconds, api_keys. Raises TypeError/ValueError on bad input."""
         with self._lock:
             self._settings = validate_settings(self._settings, changes)
             if "fault_seed" in changes:
@@ -383,7 +384,7 @@ class ChartMogulServer:
             return fault_answer(fault, settings)
         role = settings.api_keys.get(request.api_key) if request.api_key is not None else None
         if role is None:
-            return json_answer(401, UNAUTHORIZED_BODY, [("WWW-Authenticate", 'Basic realm="ChartMogul"')])
+            return json_answer(401, UNAUTHORIZED_BODY)  # as recorded: no WWW-Authenticate
         route = resolve(request.method, request.path)
         if isinstance(route, Answer):
             return route

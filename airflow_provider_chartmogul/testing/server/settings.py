@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_chartmogul.testing.server.customers import CUSTOMER_SHAPES, NEWEST_SHAPE
 from airflow_provider_chartmogul.testing.server.faults import parse_faults
 
 ROLES: tuple[str, ...] = ("read-write", "read-only")
@@ -25,7 +26,8 @@ class Settings:
     fault_seed: int = 0
     slow_seconds: float = 5.0
     type_conflict: str = "error"
-    delete_status: int = 200
+    delete_status: int = 204
+    customer_shape: str = NEWEST_SHAPE
     record_requests: bool = True
     request_log_limit: int | None = 100_000
     request_log_body_bytes: int | None = 64 * 1024 * 1024
@@ -80,6 +82,8 @@ def validate_settings(current: Settings, changes: Mapping[str, Any]) -> Settings
                 raise TypeError(f"{name} must be an integer or None, got {values[name]!r}")
             if values[name] < (1 if name == "request_log_limit" else 0):
                 raise ValueError(f"{name} must be >= {1 if name == 'request_log_limit' else 0}")
+    if "customer_shape" in values and values["customer_shape"] not in CUSTOMER_SHAPES:
+        raise ValueError(f"customer_shape must be one of {', '.join(CUSTOMER_SHAPES)}")
     if "record_requests" in values:
         values["record_requests"] = bool(values["record_requests"])
     return dataclasses.replace(current, **values)

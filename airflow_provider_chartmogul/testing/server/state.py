@@ -33,8 +33,9 @@ _FREEZE_AFTER = 10_000
 
 
 def encode_cursor(position: int) -> str:
-    """Opaque cursor: the position in insertion order where the next page starts."""
-    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{position}".encode()).decode().rstrip("=")
+    """Opaque cursor, padded base64 as the API's: the position in insertion order where the next
+    page starts."""
+    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{position}".encode()).decode()
 
 
 def decode_cursor(cursor: str) -> int:
@@ -54,7 +55,7 @@ class Page:
     """One page of a listing: the customers, the next cursor and whether more follow."""
 
     customers: list[StoredCustomer]
-    cursor: str
+    cursor: str | None  # None on the last page, as the API answers
     has_more: bool
 
 
@@ -307,6 +308,45 @@ class AccountStore:
         smallest index among the filters gives the candidates, the others are checked per
         candidate.
         """
+        candidates, checks = self._candidates(external_id, data_source_uuid, email)
+        found: list[StoredCustomer] = []
+        has_more = False
+        if candidates is None:
+            found = self.order[start : start + per_page]
+            has_more = start + per_page < len(self.order)
+        else:
+            for index in range(bisect_left(candidates, start), len(candidates)):
+                customer = self.order[candidates[index]]
+                if not all(self._matches(customer, name_, wanted) for name_, wanted in checks):
+                    continue
+                if len(found) == per_page:
+                    has_more = True
+                    break
+                found.append(customer)
+        next_position = found[-1].position + 1 if found else start
+        return Page(found, encode_cursor(next_position) if has_more else None, has_more)
+
+    def count(
+        self, *, external_id: str | None = None, data_source_uuid: str | None = None, email: str | None = None
+    ) -> int:
+        """How many customers the filters match: O(1) with at most one filter, else the
+        candidates of the smallest index are checked."""
+        candidates, checks = self._candidates(external_id, data_source_uuid, email)
+        if candidates is None:
+            return len(self.order)
+        if not checks:
+            return len(candidates)
+        return sum(
+            1
+            for position in candidates
+            if all(self._matches(self.order[position], name_, wanted) for name_, wanted in checks)
+        )
+
+    def _candidates(
+        self, external_id: str | None, data_source_uuid: str | None, email: str | None
+    ) -> tuple[Sequence[int] | None, list[tuple[str, str]]]:
+        """The positions of the smallest index among the filters (None: no filter), and the
+        other filters to check per candidate."""
         filters: list[tuple[Sequence[int], str, str]] = []
         if external_id is not None:
             filters.append((self.by_external_id.get(external_id), "external_ids", external_id))
@@ -314,26 +354,10 @@ class AccountStore:
             filters.append((self.by_data_source.get(data_source_uuid), "data_source_uuids", data_source_uuid))
         if email is not None:
             filters.append((self.by_email.get(email.lower()), "email", email.lower()))
-
-        found: list[StoredCustomer] = []
-        has_more = False
         if not filters:
-            found = self.order[start : start + per_page]
-            has_more = start + per_page < len(self.order)
-        else:
-            filters.sort(key=lambda item: len(item[0]))
-            candidates = filters[0][0]
-            checks = filters[1:]
-            for position in candidates[bisect_left(candidates, start) :]:
-                customer = self.order[position]
-                if not all(self._matches(customer, name_, wanted) for _, name_, wanted in checks):
-                    continue
-                if len(found) == per_page:
-                    has_more = True
-                    break
-                found.append(customer)
-        next_position = found[-1].position + 1 if found else start
-        return Page(found, encode_cursor(next_position), has_more)
+            return None, []
+        filters.sort(key=lambda item: len(item[0]))
+        return filters[0][0], [(name_, wanted) for _, name_, wanted in filters[1:]]
 
     @staticmethod
     def _matches(customer: StoredCustomer, name: str, wanted: str) -> bool:

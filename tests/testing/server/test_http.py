@@ -12,7 +12,7 @@ from tests.testing.server._support import SEED_UUID, custom_path, url
 
 
 def test_ping_and_http_framing(server: ChartMogulServer, api: requests.Session) -> None:
-    response = api.get(url(server, "/ping"))
+    response = api.get(url(server, "/ping"), headers={"Accept-Encoding": "identity"})
     assert response.status_code == 200
     assert response.json() == {"data": "pong!"}
     assert response.headers["Content-Type"].startswith("application/json")

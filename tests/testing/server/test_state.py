@@ -38,11 +38,12 @@ def test_listing_pagination_every_customer_once(server: ChartMogulServer, api: r
             break
     assert pages == 6
     assert seen == expected  # stable order, every customer exactly once
-    after_end = api.get(url(server, "/customers"), params={"cursor": cursor}).json()
-    assert after_end["entries"] == [] and after_end["has_more"] is False
+    assert cursor is None  # the last page's
+    after_end = api.get(url(server, "/customers"), params={"cursor": encode_cursor(1050)}).json()
+    assert after_end == {"entries": [], "cursor": None, "has_more": False}
 
     default = api.get(url(server, "/customers")).json()
-    assert len(default["entries"]) == 50 and default["has_more"] is True
+    assert len(default["entries"]) == 200 and default["has_more"] is True
 
     in_ds2: list[str] = []
     cursor = None
@@ -108,13 +109,19 @@ def test_a_page_reads_the_page_not_the_account() -> None:
     )
     counting = _CountingList(store.order)
     store.order = counting
+    in_ds2 = _CountingList(store.by_data_source.get(DS2))
+    store.by_data_source._positions[DS2] = in_ds2  # the index's list of 50,000 positions
     for start in (0, count // 2, count - 2_000):
         for filters in ({}, {"data_source_uuid": DS2}, {"email": "U3@example.com"}):
-            counting.touched = 0
+            counting.touched = in_ds2.touched = 0
             page = store.page(start=start, per_page=200, **filters)
             assert len(page.customers) == 200 and page.has_more
-            # A page reads its customers and the one after, whatever the account's size.
+            # A page reads its customers and the one after, whatever the account's size; in the
+            # index, their positions and a binary search's.
             assert counting.touched <= 201, (start, filters, counting.touched)
+            assert in_ds2.touched <= 201 + 2 * count.bit_length(), (start, filters, in_ds2.touched)
+    counting.touched = in_ds2.touched = 0
+    assert store.count(data_source_uuid=DS2) == count // 2 and in_ds2.touched == 0
     counting.touched = 0
     (found,) = store.page(start=0, per_page=200, external_id=f"e{count - 1}").customers
     assert found.external_id == f"e{count - 1}" and counting.touched == 1
