@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_provider_chartmogul.client.classify import is_retried_status
 from airflow_provider_chartmogul.redaction import scrub
 from airflow_provider_chartmogul.version_compat import AirflowException, AirflowFailException
 
@@ -102,20 +103,31 @@ class ChartMogulAPIError(AirflowException):
         self.path = path
         self.body = scrub(body) if body is not None else None
         self.attempts = attempts
-        self.retryable = (
-            retryable if retryable is not None else status is None or status in RETRYABLE_STATUSES
-        )
+        self.retryable = retryable if retryable is not None else is_retried_status(status)
         super().__init__(self._format())
 
+    def with_note(self, note: str) -> ChartMogulAPIError:
+        """A new error of the same class, its message followed by ``(note)``: errors are built once,
+        never edited (raise the new one ``from`` this one)."""
+        return type(self)(
+            f"{self.api_message} ({note})",
+            status=self.status,
+            method=self.method,
+            path=self.path,
+            body=self.body,
+            attempts=self.attempts,
+            retryable=self.retryable,
+        )
+
     def refresh_message(self) -> None:
-        """Re-render the message after ``attempts`` changed."""
+        """Deprecated: re-renders the message after ``api_message`` was edited. Build a new error
+        with :meth:`with_note` instead; kept until every caller has moved."""
         self.args = (self._format(),)
 
     def _format(self) -> str:
         where = f"ChartMogul {self.method} {self.path}" if self.method else "ChartMogul"
         status = f"HTTP {self.status}" if self.status is not None else "no answer"
         tries = f" after {self.attempts} attempts" if self.attempts > 1 else ""
-        # api_message may have been extended since __init__ (see refresh_message).
         return scrub(f"{where} failed ({status}{tries}): {self.api_message}")
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -151,9 +163,18 @@ class ChartMogulAuthError(ChartMogulFatalError, AirflowFailException):
     Airflow does not retry a task that raises it, since a retry cannot succeed either."""
 
 
+class ChartMogulForbiddenError(ChartMogulAPIError):
+    """403 to one request after requests of its kind (reads, or writes) had succeeded with this key:
+    the key can do this, so something refused this one request (a firewall rule on its body, a
+    record-level permission). Not fatal: that customer fails, the run goes on. A 403 before any
+    request of its kind succeeded is a :class:`ChartMogulAuthError`."""
+
+
 class ChartMogulTLSError(ChartMogulFatalError, AirflowFailException):
-    """The server's TLS certificate was refused; nothing was sent. An ``AirflowFailException``, as
-    for :class:`ChartMogulAuthError`."""
+    """TLS cannot work as configured: the server's certificate was refused, the server speaks plain
+    HTTP, or the CA bundle cannot be read; nothing was sent. An ``AirflowFailException``, as for
+    :class:`ChartMogulAuthError`. A handshake cut short (EOF, reset, timeout) is no such error: it
+    is a connection error, retried."""
 
 
 class ChartMogulUnavailableError(ChartMogulFatalError):
@@ -166,15 +187,16 @@ class ChartMogulCancelledError(ChartMogulFatalError):
     starts after it."""
 
 
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 524})
-
-
 class CustomAttributesPushError(AirflowException):
     """More customers failed than ``max_failures`` allows; ``report`` lists every one of them."""
 
     def __init__(self, message: str, report: dict[str, Any]) -> None:
         super().__init__(message)
         self.report = report
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exceptions pickle as cls(*args): the report is no positional arg of its own.
+        return (type(self), (self.args[0] if self.args else "", self.report))
 
 
 class CustomAttributesFatalError(CustomAttributesPushError, AirflowFailException):

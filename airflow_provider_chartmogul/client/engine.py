@@ -37,6 +37,7 @@ from airflow_provider_chartmogul.exceptions import (
     ChartMogulAPIError,
     ChartMogulAuthError,
     ChartMogulCancelledError,
+    ChartMogulForbiddenError,
     ChartMogulTLSError,
     ChartMogulUnavailableError,
     shorten,
@@ -159,6 +160,8 @@ class RequestEngine:
         self.quota = RetryQuota()
         self.breaker = CircuitBreaker(started=clock())
         self._crowded_at = crowded_threshold(settings.max_connections)
+        # Which kinds of request ("read", "write") have succeeded: a 403 after that is one request's.
+        self._succeeded: set[str] = set()
         self._cancelled = threading.Event()
         self._cancel_reason = ""
         self._call = threading.local()
@@ -323,6 +326,10 @@ class RequestEngine:
         alive = outcome is None or outcome.verdict is not Verdict.FAILED
         self.breaker.on_probe(self._clock(), alive=alive, what=what)
 
+    @staticmethod
+    def _kind(method: str) -> str:
+        return "read" if method.upper() in ("GET", "HEAD") else "write"
+
     def _no_slot(self, method: str, path: str) -> ChartMogulAPIError:
         # Not retried: the budget it waited for is spent. Only the attempts before it were sent.
         return ChartMogulAPIError(
@@ -361,6 +368,7 @@ class RequestEngine:
             self.breaker.on_success(now)
             if verdict is Verdict.OK:
                 self.quota.on_success(self._call.spent)
+                self._succeeded.add(self._kind(method))
         if verdict is Verdict.OK and not malformed:
             return data
         body = shorten(answer.text, MAX_BODY_CHARS, quote=False)
@@ -388,10 +396,15 @@ class RequestEngine:
         if status == 401:
             error_class = ChartMogulAuthError
             message = f"{message} (check the API key in the connection's password field)"
+        elif status == 403 and self._kind(method) in self._succeeded:
+            error_class = ChartMogulForbiddenError
+            message = f"{message} (this one request was refused: others like it succeeded with this key)"
         elif status == 403:
             error_class = ChartMogulAuthError
             message = (
                 f"{message} (the API key may be read-only: writing custom attributes needs a read-write key)"
+                if self._kind(method) == "write"
+                else f"{message} (the API key may not read this account)"
             )
         raise error_class(
             message, status=status, method=method, path=path, body=body, attempts=self._call.attempts

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from airflow_provider_chartmogul.client.settings_schema import CONNECTION_EXTRA_FIELDS, DEFAULT_BASE_URL
-from airflow_provider_chartmogul.exceptions import ChartMogulConfigurationError
+from airflow_provider_chartmogul.exceptions import ChartMogulConfigurationError, shorten
 
 
 def _default(name: str) -> Any:
@@ -32,6 +33,12 @@ class ClientSettings:
     max_requests_per_second: float = _default("max_requests_per_second")
     max_connections: int = _default("max_connections")
     verify: bool | str = True
+    # The account-wide budget (docs/shared-budget.md): off while shared_budget_conn_id is None.
+    shared_budget_conn_id: str | None = None
+    account_requests_per_second: float = _default("account_requests_per_second")
+    account_connections: int = _default("account_connections")
+    reserve: float = _default("reserve")
+    shared_budget_name: str | None = None
 
 
 def _is_loopback(hostname: str) -> bool:
@@ -53,6 +60,12 @@ def normalize_base_url(host: str | None, port: int | None = None) -> str:
     if "://" not in raw:
         raw = f"https://{raw}"
     parts = urlsplit(raw)
+    if "@" in parts.netloc:
+        # Checked first: every later message quotes the URL, and what is before the @ may be the key.
+        raise ChartMogulConfigurationError(
+            "the API base URL holds credentials (user@host): put the API key in the connection's "
+            "password field, not in its host"
+        )
     scheme = parts.scheme.lower()
     hostname = parts.hostname or ""
     if scheme not in ("http", "https") or not hostname:
@@ -65,7 +78,7 @@ def normalize_base_url(host: str | None, port: int | None = None) -> str:
             f"in clear. Use https (e.g. {DEFAULT_BASE_URL}); http is only accepted for 127.0.0.1, "
             "::1 and localhost."
         )
-    netloc = parts.netloc.rsplit("@", 1)[-1]  # never keep credentials typed into the URL
+    netloc = parts.netloc
     if port and parts.port is None:
         netloc = f"{netloc}:{port}"
     path = parts.path.rstrip("/")
@@ -107,10 +120,41 @@ def _cast_verify(value: Any, conn_id: str) -> bool | str:
             return True
         if lowered in ("false", "0", "no"):
             return False
-        return value  # a CA bundle path
+        path = value.strip()
+        if not os.path.isfile(path) and not os.path.isdir(path):
+            raise ChartMogulConfigurationError(
+                f"connection {conn_id!r}: verify names the CA bundle {shorten(path, 200)}, which does not "
+                "exist on this worker; give the path of a PEM file (or directory) that does, or true"
+            )
+        return path
     raise ChartMogulConfigurationError(
         f"connection {conn_id!r}: verify must be true, false or a CA bundle path, got {value!r}"
     )
+
+
+#: ChartMogul's keys are long random strings (32+ characters); anything this short is a placeholder
+#: ("x", "key", "None") or a typo. Kept low so test keys such as "sk_case" stay valid.
+MIN_KEY_LENGTH = 6
+
+
+def _check_key(api_key: str, conn_id: str, host: str | None) -> None:
+    """The key must be sendable as HTTP Basic auth and look like a key; no message shows any of it."""
+    where = f"connection {conn_id!r}: the API key (password field)"
+    if not (api_key.isascii() and api_key.isprintable()) or " " in api_key or ":" in api_key:
+        raise ChartMogulConfigurationError(
+            f"{where} holds characters an API key cannot have (only printable ASCII without spaces or "
+            "colons can be sent): check what was pasted"
+        )
+    if len(api_key) < MIN_KEY_LENGTH:
+        raise ChartMogulConfigurationError(
+            f"{where} is {len(api_key)} characters long, too short for a ChartMogul API key "
+            f"(at least {MIN_KEY_LENGTH}): check what was pasted"
+        )
+    if host and api_key in host:
+        raise ChartMogulConfigurationError(
+            f"connection {conn_id!r}: the host field holds the API key; the host is the API's URL "
+            f"(empty for {DEFAULT_BASE_URL}) and the key goes in the password field only"
+        )
 
 
 _TYPES: dict[str, type] = {
@@ -119,7 +163,26 @@ _TYPES: dict[str, type] = {
     "retry_budget": float,
     "max_requests_per_second": float,
     "max_connections": int,
+    "account_requests_per_second": float,
+    "account_connections": int,
+    "reserve": float,
 }
+# Extras that are names: stripped; empty means not set.
+_TEXT = ("shared_budget_conn_id", "shared_budget_name")
+
+
+def _text(name: str, value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ChartMogulConfigurationError(f"{where}{name} must be a string, got {value!r}")
+    text = value.strip()
+    limit = CONNECTION_EXTRA_FIELDS[name]["schema"]["maxLength"]
+    if len(text) > limit or any(not char.isprintable() for char in text):
+        raise ChartMogulConfigurationError(
+            f"{where}{name} must be at most {limit} printable characters, got {value!r}"
+        )
+    return text or None
 
 
 def check_override(name: str, value: Any) -> Any:
@@ -131,6 +194,11 @@ def check_override(name: str, value: Any) -> Any:
     """
     if value is None:
         return None
+    if name in _TEXT:
+        try:
+            return _text(name, value, "")
+        except ChartMogulConfigurationError as exc:
+            raise ValueError(str(exc)) from None
     kind = _TYPES[name]
     schema = CONNECTION_EXTRA_FIELDS[name]["schema"]
     low, high = schema.get("minimum"), schema.get("maximum")
@@ -168,6 +236,7 @@ def build_settings(conn: ConnectionFields, *, overrides: dict[str, Any] | None =
             f"connection {conn_id!r} has no API key: put the ChartMogul API key in the "
             "connection's password field (labelled 'API key' in the UI)."
         )
+    _check_key(api_key, conn_id, conn.host)
     values: dict[str, Any] = {}
     for name, kind in _TYPES.items():
         value = (overrides or {}).get(name)
@@ -176,6 +245,11 @@ def build_settings(conn: ConnectionFields, *, overrides: dict[str, Any] | None =
         if value is None or value == "":
             continue
         values[name] = _cast(name, value, kind, conn_id)
+    for name in _TEXT:
+        value = (overrides or {}).get(name)
+        text = _text(name, extra.get(name) if value is None else value, f"connection {conn_id!r}: ")
+        if text is not None:
+            values[name] = text
     verify = _cast_verify(extra.get("verify", True), conn_id)
     return ClientSettings(
         base_url=normalize_base_url(conn.host, conn.port),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -11,15 +10,23 @@ from urllib.parse import quote
 
 import requests
 
-from airflow_provider_chartmogul.attributes import CustomAttribute, normalize_custom, validate_key
+from airflow_provider_chartmogul.attributes import (
+    CustomAttribute,
+    infer_type,
+    normalize_attribute,
+    normalize_custom,
+    validate_key,
+)
 from airflow_provider_chartmogul.client.engine import RequestEngine, RequestStats
 from airflow_provider_chartmogul.client.identifiers import (
     data_source_uuids,
     external_ids,
     validate_customer_uuid,
 )
+from airflow_provider_chartmogul.client.redis_connection import open_shared_budget
 from airflow_provider_chartmogul.client.settings import ClientSettings, build_settings, check_override
 from airflow_provider_chartmogul.client.settings_schema import CONNECTION_EXTRA_FIELDS
+from airflow_provider_chartmogul.client.shared_budget import SharedBudget
 from airflow_provider_chartmogul.exceptions import (
     ChartMogulAPIError,
     ChartMogulCancelledError,
@@ -57,6 +64,8 @@ class ChartMogulHook(BaseHook):
     :param retry_budget: seconds one request may spend retrying; overrides the connection.
     :param max_requests_per_second: client-side rate limit; overrides the connection.
     :param max_connections: requests in flight at once; overrides the connection.
+    :param shared_budget_conn_id: a ``redis`` connection holding the account-wide request budget
+        (docs/shared-budget.md); overrides the connection's extra of the same name.
     """
 
     conn_name_attr = "chartmogul_conn_id"
@@ -73,6 +82,7 @@ class ChartMogulHook(BaseHook):
         retry_budget: float | None = None,
         max_requests_per_second: float | None = None,
         max_connections: int | None = None,
+        shared_budget_conn_id: str | None = None,
     ) -> None:
         super().__init__()
         self.chartmogul_conn_id = chartmogul_conn_id
@@ -82,10 +92,12 @@ class ChartMogulHook(BaseHook):
             "retry_budget": retry_budget,
             "max_requests_per_second": max_requests_per_second,
             "max_connections": max_connections,
+            "shared_budget_conn_id": shared_budget_conn_id,
         }
         self._overrides = {name: check_override(name, value) for name, value in overrides.items()}
         self._settings: ClientSettings | None = None
         self._engine: RequestEngine | None = None
+        self._budget: SharedBudget | None = None
         self._setup_lock = threading.Lock()
         self._cancelled = threading.Event()
         self._cancel_reason = ""
@@ -159,11 +171,19 @@ class ChartMogulHook(BaseHook):
             settings = self.settings
             with self._setup_lock:
                 if self._engine is None:
-                    self._engine = RequestEngine(settings, self.stats, log=self.log)
+                    self._budget = open_shared_budget(settings, self.get_connection, logger=self.log)
+                    gates = [self._budget] if self._budget is not None else []
+                    self._engine = RequestEngine(settings, self.stats, log=self.log, gates=gates)
                     if self._cancelled.is_set():
                         self._engine.cancel(self._cancel_reason)
                 engine = self._engine
         return engine
+
+    @property
+    def shared_budget(self) -> SharedBudget | None:
+        """The account-wide budget this hook's requests take their slots from (once the first
+        request is sent), or ``None`` without one; ``shared_budget.status()`` is for the report."""
+        return self._budget
 
     def cancel(self, reason: str = "the task was stopped") -> None:
         """Stop this hook: no new request starts after it, and callers waiting for a send slot or a
@@ -186,6 +206,8 @@ class ChartMogulHook(BaseHook):
             engine, self._engine = self._engine, None
         if engine is not None:
             engine.close()
+        if self._budget is not None:
+            self._budget.close()
 
     def __enter__(self) -> ChartMogulHook:
         return self
@@ -266,7 +288,7 @@ class ChartMogulHook(BaseHook):
                 "custom is empty: there is nothing to add", customer=f"customer_uuid={customer_uuid}"
             )
         answer = self.request("POST", path, json_body={"custom": [a.as_payload() for a in attributes]})
-        return self._custom_map(answer)
+        return self._custom_map(answer, "POST", path)
 
     def update_custom_attributes(self, customer_uuid: str, custom: Mapping[str, Any]) -> dict[str, Any]:
         """Change the values of attributes the account already defines (``PUT``).
@@ -285,21 +307,9 @@ class ChartMogulHook(BaseHook):
             )
         body: dict[str, Any] = {}
         for key, value in custom.items():
-            validate_key(key, customer=label)
-            inner = value.get("value") if isinstance(value, Mapping) else value
-            if isinstance(inner, dt.datetime | dt.date):
-                inner = inner.isoformat()
-            if not isinstance(inner, str | int | float | bool):
-                raise ChartMogulValidationError(
-                    "value must be a string, number or boolean",
-                    customer=label,
-                    key=key,
-                    value=inner,
-                    has_value=True,
-                )
-            body[key] = {**value, "value": inner} if isinstance(value, Mapping) else inner
+            body[key] = self._checked_update(key, value, customer=label)
         answer = self.request("PUT", path, json_body={"custom": body})
-        return self._custom_map(answer)
+        return self._custom_map(answer, "PUT", path)
 
     def remove_custom_attributes(self, customer_uuid: str, keys: Iterable[str]) -> dict[str, Any] | None:
         """Remove attributes from a customer (``DELETE``).
@@ -321,8 +331,8 @@ class ChartMogulHook(BaseHook):
 
     def get_custom_attributes(self, customer_uuid: str) -> dict[str, Any]:
         """The customer's custom attributes (``GET /v1/customers/{uuid}/attributes``)."""
-        answer = self.request("GET", self._customer_path(customer_uuid, "/attributes"))
-        return self._custom_map(answer)
+        path = self._customer_path(customer_uuid, "/attributes")
+        return self._custom_map(self.request("GET", path), "GET", path)
 
     def add_custom_attributes_by_email(
         self, email: str, custom: Sequence[Mapping[str, Any] | CustomAttribute], *, source: str | None = None
@@ -373,6 +383,7 @@ class ChartMogulHook(BaseHook):
             if data_source_uuid is not None:
                 params["data_source_uuid"] = data_source_uuid
         params["per_page"] = max(1, min(per_page, MAX_PAGE_SIZE))
+        seen: set[str] = set()
         while True:
             if on_page is not None:
                 on_page()
@@ -389,15 +400,56 @@ class ChartMogulHook(BaseHook):
             cursor = (page or {}).get("cursor")
             if not (page or {}).get("has_more") or not cursor:
                 return
+            if not isinstance(cursor, str) or cursor in seen:
+                raise ChartMogulAPIError(
+                    f"the listing did not advance: page {len(seen) + 1} named the cursor "
+                    f"{shorten(cursor, 40)}, which is no new cursor; the listing ends here, incomplete",
+                    status=200,
+                    method="GET",
+                    path=path,
+                    retryable=False,
+                )
+            seen.add(cursor)
             params = {**params, "cursor": cursor}
 
     @staticmethod
-    def _custom_map(answer: Any) -> dict[str, Any]:
+    def _checked_update(key: Any, value: Any, *, customer: str) -> Any:
+        """One ``PUT`` entry, checked by the same rules as the seed's attributes (key, length, lone
+        surrogates, NaN and infinity, integer range, source); its type is the value's own."""
+        inner, source = (
+            (value.get("value"), value.get("source")) if isinstance(value, Mapping) else (value, None)
+        )
+        try:
+            type_ = infer_type(inner)
+        except ValueError:
+            raise ChartMogulValidationError(
+                "value must be a string, number, boolean or timestamp",
+                customer=customer,
+                key=validate_key(key, customer=customer),
+                value=inner,
+                has_value=True,
+            ) from None
+        raw: dict[str, Any] = {"type": type_, "key": key, "value": inner}
+        if source is not None:
+            raw["source"] = source
+        attribute = normalize_attribute(raw, customer=customer)
+        if isinstance(value, Mapping):
+            return {**value, "value": attribute.value}
+        return attribute.value
+
+    @staticmethod
+    def _custom_map(answer: Any, method: str, path: str) -> dict[str, Any]:
+        """The ``custom`` map of an answer about one customer; anything else is an error (the
+        write may have been applied: replaying it is safe)."""
         if isinstance(answer, dict) and isinstance(answer.get("custom"), dict):
             return answer["custom"]
+        shown = shorten(json.dumps(answer, default=repr), 200, quote=False)
         raise ChartMogulAPIError(
-            f"unexpected answer, no 'custom' map in it: {shorten(json.dumps(answer), 200, quote=False)}",
+            f"unexpected answer: a JSON object with a 'custom' map was expected, got {shown}",
             status=200,
+            method=method,
+            path=path,
+            retryable=False,
         )
 
 
