@@ -1,4 +1,5 @@
-"""Injected failures: the fault kinds and their answers, the random mix, queued faults, failing customers."""
+"""Injected failures: the fault kinds and their answers, the random mix, queued faults, failing
+customers (a status, or any fault kind, for one customer's requests) and misdirected lookups."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from airflow_provider_chartmogul.testing.server.trickle import TRICKLE_BODY
 
 if TYPE_CHECKING:
     from airflow_provider_chartmogul.testing.server.settings import Settings
+    from airflow_provider_chartmogul.testing.server.state import AccountStore
 
 FAULT_KINDS: tuple[str, ...] = (
     "429",
@@ -34,7 +36,10 @@ FAULT_KINDS: tuple[str, ...] = (
     "text",
     "bad_json",
     "trickle",
+    "trickle_head",
 )
+#: Faults whose status line and headers trickle too, not only the body.
+HEAD_TRICKLES = frozenset({"trickle_head"})
 
 _RAILS_500_PAGE = (
     "<!DOCTYPE html>\n<html>\n<head>\n  <title>We're sorry, but something went wrong (500)</title>\n"
@@ -90,7 +95,7 @@ def fault_answer(kind: str, settings: Settings) -> Answer:
         return Answer(None, fault=kind, linger=settings.slow_seconds)
     if kind == "bad_json":
         return Answer(200, _BAD_JSON, JSON_TYPE, fault=kind)
-    if kind == "trickle":
+    if kind in ("trickle", "trickle_head"):
         return Answer(500, TRICKLE_BODY, JSON_TYPE, fault=kind, trickle=True)
     if kind == "html":
         return Answer(500, _RAILS_500_PAGE.encode(), HTML_TYPE, fault=kind)
@@ -117,6 +122,8 @@ class Faults:
     def __init__(self, seed: int) -> None:
         self._queued: deque[str] = deque()
         self._failures: dict[str, _Failure] = {}
+        self._customer_faults: dict[str, tuple[str, int | None]] = {}
+        self._misdirected: dict[str, str] = {}
         self._rng = random.Random(seed)
 
     def reseed(self, seed: int) -> None:
@@ -126,6 +133,8 @@ class Faults:
         """Forget queued faults and failing customers; re-seed the generator."""
         self._queued.clear()
         self._failures.clear()
+        self._customer_faults.clear()
+        self._misdirected.clear()
         self.reseed(seed)
 
     def queue(self, kinds: Iterable[str]) -> None:
@@ -158,8 +167,46 @@ class Faults:
         else:
             self._failures[uuid] = _Failure(status, body, None if times is None else int(times))
 
+    def fault_customer(self, uuid: str, kind: str, times: int | None) -> None:
+        """See :meth:`ChartMogulServer.fault_customer`."""
+        _known_kind(kind)
+        if times is not None and int(times) < 0:
+            raise ValueError("times must be >= 0 or None")
+        if times is not None and int(times) == 0:
+            self._customer_faults.pop(uuid, None)
+        else:
+            self._customer_faults[uuid] = (kind, None if times is None else int(times))
+
+    def misdirect_lookup(self, external_id: str, answer_uuid: str | None) -> None:
+        """See :meth:`ChartMogulServer.misdirect_lookup`."""
+        if answer_uuid is None:
+            self._misdirected.pop(external_id, None)
+        else:
+            self._misdirected[external_id] = answer_uuid
+
+    def misdirected(self, path: str, query: Mapping[str, list[str]], store: AccountStore) -> Answer | None:
+        """The answer of a lookup by an ``external_id`` that is misdirected: a page holding the
+        other customer (whose ``external_id`` is not the one asked for), else None."""
+        asked = query.get("external_id")
+        if path != "/v1/customers" or not asked or asked[0] not in self._misdirected:
+            return None
+        other = store.customers.get(self._misdirected[asked[0]])
+        entries = [] if other is None else [other.render()]
+        answer = json_answer(200, {"entries": entries, "cursor": None, "has_more": False})
+        answer.fault = "misdirected_lookup"
+        return answer
+
     def take_failure(self, uuid: str, settings: Settings) -> Answer | None:
         """The answer of a request naming ``uuid`` if that customer fails (counting it), else None."""
+        fault = self._customer_faults.get(uuid)
+        if fault is not None:
+            kind, remaining = fault
+            if remaining is not None:
+                if remaining <= 1:
+                    del self._customer_faults[uuid]
+                else:
+                    self._customer_faults[uuid] = (kind, remaining - 1)
+            return fault_answer(kind, settings)
         failure = self._failures.get(uuid)
         if failure is None:
             return None

@@ -18,7 +18,7 @@ from airflow_provider_chartmogul.testing.server.answers import (
     json_answer,
 )
 from airflow_provider_chartmogul.testing.server.customers import DEFAULT_DATA_SOURCE_UUID, NEWEST_SHAPE
-from airflow_provider_chartmogul.testing.server.faults import Faults, fault_answer
+from airflow_provider_chartmogul.testing.server.faults import HEAD_TRICKLES, Faults, fault_answer
 from airflow_provider_chartmogul.testing.server.http import (
     ApiRequest,
     Handler,
@@ -330,6 +330,18 @@ class ChartMogulServer:
         with self._lock:
             self._faults.fail_customer(uuid, status, body, times)
 
+    def fault_customer(self, uuid: str, kind: str, times: int | None = None) -> None:
+        """Requests naming this customer get the fault ``kind`` (one of ``FAULT_KINDS``: "500",
+        "drop", "trickle_head"...); ``times`` as for :meth:`fail_customer`."""
+        with self._lock:
+            self._faults.fault_customer(uuid, kind, times)
+
+    def misdirect_lookup(self, external_id: str, answer_uuid: str | None) -> None:
+        """A lookup ``GET /v1/customers?external_id=...`` answers the customer ``answer_uuid``
+        (whose external id differs) instead; ``None`` ends it."""
+        with self._lock:
+            self._faults.misdirect_lookup(external_id, answer_uuid)
+
     # ---------------------------------------------------------------- the path of a request
 
     def _handle(self, handler: Handler, raw_body: bytes) -> None:
@@ -397,6 +409,10 @@ class ChartMogulServer:
                 failure = self._faults.take_failure(uuid, settings)
             if failure is not None:
                 return failure
+        with self._lock:
+            misdirected = self._faults.misdirected(request.path, request.query, self._store)
+        if misdirected is not None:
+            return misdirected
         if writes and not request.body_ok:
             return json_answer(400, {"errors": {"body": "is not valid JSON"}})
         call = ApiCall(
@@ -422,6 +438,7 @@ class ChartMogulServer:
             self._stopping,
             path=request.path,
             started=request.started,
+            head_too=answer.fault in HEAD_TRICKLES,
         )
         with self._lock:
             self._log.trickles.append(trickle)

@@ -1,4 +1,5 @@
-"""The "trickle" fault (slow loris): an answer's head at once, then its body one byte at a time.
+"""The "trickle" faults (slow loris): an answer's head at once, then its body one byte at a time;
+or ("trickle_head") the status line and headers one byte at a time as well.
 
 Between bytes it watches the socket, so it knows within milliseconds when the client hung up.
 """
@@ -64,18 +65,23 @@ def send_trickled(
     *,
     path: str,
     started: float,
+    head_too: bool = False,
 ) -> Trickle:
-    """Write ``head`` at once, then ``body`` one byte every ``interval`` seconds."""
+    """Write ``head`` at once (``head_too``: one byte at a time as well), then ``body`` one byte
+    every ``interval`` seconds."""
     sent = 0
     hung_up = False
+    trickled = head + body if head_too else body
     try:
-        connection.sendall(head)
-        for offset in range(len(body)):
+        if not head_too:
+            connection.sendall(head)
+        for offset in range(len(trickled)):
             if stopping.is_set() or _client_gone(connection, interval):
                 hung_up = not stopping.is_set()
                 break
-            connection.sendall(body[offset : offset + 1])
+            connection.sendall(trickled[offset : offset + 1])
             sent += 1
+        sent = max(0, sent - len(head)) if head_too else sent
     except OSError:
         hung_up = True
     ended = time.monotonic()

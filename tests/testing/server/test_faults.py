@@ -149,3 +149,49 @@ def test_fail_customer(server: ChartMogulServer, api: requests.Session) -> None:
     assert busy.status_code == 503 and busy.text == "upstream busy"
     assert server.custom_attributes(SEED_UUID) == {"channel": "Facebook", "age": 8}
     assert {record.fault for record in server.requests if record.status != 200} == {"fail_customer"}
+
+
+def test_fault_customer_gives_one_customer_any_fault_kind(
+    server: ChartMogulServer, api: requests.Session
+) -> None:
+    server.add_customer(uuid=SEED_UUID)
+    other = server.add_customer()["uuid"]
+    server.fault_customer(SEED_UUID, "500")
+    for _ in range(3):
+        assert api.post(custom_path(server), json=SEED_BODY).status_code == 500
+    assert api.post(custom_path(server, other), json=SEED_BODY).status_code == 200  # others unaffected
+    assert server.custom_attributes(SEED_UUID) == {}
+    server.fault_customer(SEED_UUID, "drop", times=1)
+    with pytest.raises(requests.exceptions.ConnectionError):
+        api.post(custom_path(server), json=SEED_BODY)
+    assert api.post(custom_path(server), json=SEED_BODY).status_code == 200  # times=1 is spent
+    server.fault_customer(SEED_UUID, "500")
+    server.fault_customer(SEED_UUID, "500", times=0)
+    assert api.get(url(server, f"/customers/{SEED_UUID}/attributes")).status_code == 200
+    with pytest.raises(ValueError):
+        server.fault_customer(SEED_UUID, "teapot")
+
+
+def test_trickle_head_sends_the_status_line_and_headers_byte_by_byte(server: ChartMogulServer) -> None:
+    server.configure(trickle_seconds=0.2)
+    server.queue_faults(["trickle_head"])
+    with socket.create_connection((server.host, server.port), timeout=5) as client:
+        client.sendall(b"GET /v1/ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = client.recv(100)
+        assert first == b"H"  # one byte, not the whole status line
+    wait_for(lambda: bool(server.stats()["trickles"]))
+    (trickle,) = server.stats()["trickles"]
+    assert trickle["hung_up"] and trickle["bytes_sent"] == 0
+
+
+def test_misdirect_lookup_answers_another_customer(server: ChartMogulServer, api: requests.Session) -> None:
+    asked = server.add_customer(external_id="ext-asked")
+    other = server.add_customer(external_id="ext-other")
+    server.misdirect_lookup("ext-asked", other["uuid"])
+    page = api.get(url(server, "/customers"), params={"external_id": "ext-asked"}).json()
+    assert [entry["uuid"] for entry in page["entries"]] == [other["uuid"]]
+    assert page["entries"][0]["external_id"] == "ext-other"
+    assert server.requests[-1].fault == "misdirected_lookup"
+    server.misdirect_lookup("ext-asked", None)
+    page = api.get(url(server, "/customers"), params={"external_id": "ext-asked"}).json()
+    assert [entry["uuid"] for entry in page["entries"]] == [asked["uuid"]]
