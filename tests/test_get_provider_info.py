@@ -112,6 +112,11 @@ def test_connection_form_metadata_the_ui_receives() -> None:
         "max_requests_per_second",
         "max_connections",
         "verify",
+        "shared_budget_conn_id",
+        "account_requests_per_second",
+        "account_connections",
+        "reserve",
+        "shared_budget_name",
     }
     assert extra["verify"]["value"] == "true"
     assert extra["verify"]["schema"]["title"] == "TLS verification"

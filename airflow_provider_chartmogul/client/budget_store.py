@@ -94,7 +94,7 @@ end
 for _, key in ipairs({sends, leases, tasks, waiting, sends .. ':' .. task, leases .. ':' .. task}) do
   redis.call('PEXPIRE', key, keep)
 end
-return {(rate_ok and lease_ok) and 1 or 0, wait, #active, used, held}
+return {(rate_ok and lease_ok) and 1 or 0, wait, #active, used, held, now}
 """
 
 # ARGV: task, presence ttl (us), lease ttl (us), key ttl (ms), now (us or empty), lease ids...
@@ -147,6 +147,7 @@ class Decision:
     :param active: tasks present on the budget, this one included.
     :param sent: sends in the window before this one.
     :param held: leases held before this one.
+    :param at: when the store decided, in seconds of its clock (Redis's ``TIME``).
     """
 
     admitted: bool
@@ -154,6 +155,7 @@ class Decision:
     active: int
     sent: int
     held: int
+    at: float
 
 
 @dataclass(frozen=True)
@@ -212,10 +214,12 @@ class RedisBudgetStore:
             _micros(t.key_ttl) // 1000,
             "" if now is None else _micros(now),
         ]
-        admitted, wait, active, sent, held = self._acquire(
+        admitted, wait, active, sent, held, at = self._acquire(
             keys=[self.sends, self.leases, self.tasks, self.waiting], args=args
         )
-        return Decision(bool(admitted), int(wait) / 1_000_000, int(active), int(sent), int(held))
+        return Decision(
+            bool(admitted), int(wait) / 1_000_000, int(active), int(sent), int(held), int(at) / 1_000_000
+        )
 
     def renew(self, task: str, leases: Sequence[str], *, now: float | None = None) -> int:
         """Keep ``task`` present and its ``leases`` held; how many of them were still held."""

@@ -65,4 +65,43 @@ CONNECTION_EXTRA_FIELDS: dict[str, dict[str, Any]] = {
         "description": "true (default), false, or the path of a CA bundle (PEM) on the workers.",
         "schema": {"type": ["string", "null"], "default": "true", "maxLength": 4096},
     },
+    # The account-wide budget every task on this account shares (docs/shared-budget.md).
+    "shared_budget_conn_id": {
+        "label": "Shared budget: Redis connection",
+        "description": (
+            "A redis connection: every task on this ChartMogul account then takes its requests "
+            "from one account-wide budget there. Empty: each task limits only itself."
+        ),
+        "schema": {"type": ["string", "null"], "default": "", "maxLength": 250},
+    },
+    "account_requests_per_second": _number_field(
+        "Shared budget: requests per second",
+        "With a shared budget: the most requests per second of all tasks on this account together.",
+        kind="number",
+        default=39,
+        minimum=0.1,
+    ),
+    "account_connections": _number_field(
+        "Shared budget: parallel connections",
+        "With a shared budget: the most requests in flight of all tasks on this account together.",
+        kind="integer",
+        default=18,
+        minimum=1,
+        maximum=20,
+    ),
+    "reserve": _number_field(
+        "Shared budget: reserve",
+        "With a shared budget: the share (0 to 0.9) of both limits kept free for other integrations.",
+        kind="number",
+        default=0,
+        minimum=0,
+        maximum=0.9,
+    ),
+    "shared_budget_name": {
+        "label": "Shared budget: name",
+        "description": (
+            "Tasks with the same name share one budget. Empty: the API host and a one-way digest of the key."
+        ),
+        "schema": {"type": ["string", "null"], "default": "", "maxLength": 200},
+    },
 }

@@ -15,12 +15,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from airflow_provider_chartmogul.client.budget_store import Decision
 from airflow_provider_chartmogul.client.flow import ConcurrencyLimit
-from airflow_provider_chartmogul.client.ratelimit import LimiterCancelled, RateLimiter
+from airflow_provider_chartmogul.client.ratelimit import RateLimiter
+from airflow_provider_chartmogul.client.send_control import SendCancelled
 from airflow_provider_chartmogul.exceptions import shorten
 
 # The budget's name holds a one-way digest of the key, never the key: a fixed HMAC key makes the
@@ -38,6 +39,10 @@ RENEW_EVERY = 1.0
 FALLBACK_TASKS = 4
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from airflow_provider_chartmogul.client.classify import Classified
+    from airflow_provider_chartmogul.client.send_control import Ticket
 
 
 class BudgetStore(Protocol):
@@ -83,11 +88,21 @@ class BudgetLimits:
         return max(1, math.floor(self.connections * (1 - self.reserve) + 1e-9))
 
 
-@dataclass(frozen=True)
 class Lease:
-    """A send slot and its connection; ``id`` is ``None`` when it came from the in-process limit."""
+    """A send slot and its connection, given back once by :meth:`release`; ``id`` is ``None`` when
+    it came from the in-process limit."""
 
-    id: str | None
+    __slots__ = ("_budget", "_released", "id")
+
+    def __init__(self, budget: SharedBudget, lease_id: str | None) -> None:
+        self._budget = budget
+        self._released = False
+        self.id = lease_id
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._budget.release(self)
 
 
 def _wait(event: threading.Event, timeout: float | None) -> None:
@@ -95,7 +110,8 @@ def _wait(event: threading.Event, timeout: float | None) -> None:
 
 
 class SharedBudget:
-    """The budget as one task sees it. Thread-safe; one thread at a time asks the store.
+    """The budget as one task sees it: a gate of the engine's send control (``SendGate``, see
+    docs/flow-control.md). Thread-safe; one thread at a time asks the store.
 
     :param store: where the budget lives (a ``RedisBudgetStore``).
     :param limits: the account-wide limits.
@@ -146,14 +162,15 @@ class SharedBudget:
 
     # ---- taking and giving back --------------------------------------------------------------------
 
-    def acquire(self, *, timeout: float | None = None) -> Lease | None:
+    def acquire(self, *, priority: bool = False, timeout: float | None = None) -> Lease | None:
         """Block until this task may send one request; its lease, or ``None`` when none came within
-        ``timeout`` seconds.
+        ``timeout`` seconds. ``priority`` changes nothing here: the task's own rate limiter, just
+        before, already let its listing pages go first.
 
-        :raises LimiterCancelled: :meth:`cancel` was called, before or during the wait.
+        :raises SendCancelled: :meth:`cancel` was called, before or during the wait.
         """
         if self._cancelled.is_set():
-            raise LimiterCancelled
+            raise SendCancelled
         give_up = None if timeout is None else self._clock() + timeout
         if self._fallback is None:
             if not self._turn.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
@@ -174,7 +191,7 @@ class SharedBudget:
         try:
             while True:
                 if self._cancelled.is_set():
-                    raise LimiterCancelled
+                    raise SendCancelled
                 if self._fallback is not None:
                     return False
                 lease_id = f"{self.task}:{next(self._ids)}"
@@ -192,7 +209,7 @@ class SharedBudget:
                 if decision.admitted:
                     with self._lock:
                         self._held.add(lease_id)
-                    return Lease(lease_id)
+                    return Lease(self, lease_id)
                 if decision.wait > 0:
                     pause = min(decision.wait, MAX_POLL)
                 else:
@@ -212,21 +229,22 @@ class SharedBudget:
         left = None if give_up is None else max(0.0, give_up - self._clock())
         if not slots.acquire(timeout=left):
             if self._cancelled.is_set():
-                raise LimiterCancelled
+                raise SendCancelled
             return None
         try:
             left = None if give_up is None else max(0.0, give_up - self._clock())
             if rate.acquire(timeout=left) is None:
                 slots.release(sent=False)
                 return None
-        except LimiterCancelled:
+        except SendCancelled:
             slots.release(sent=False)
             raise
         slots.sending()
-        return Lease(None)
+        return Lease(self, None)
 
     def release(self, lease: Lease) -> None:
-        """The lease's request is over (answered, failed, or never sent)."""
+        """The lease's request is over (answered, failed, or never sent); :meth:`Lease.release`
+        calls it once."""
         if lease.id is None:
             if self._fallback_slots is not None:
                 self._fallback_slots.release()
@@ -239,6 +257,10 @@ class SharedBudget:
             self.store.release(self.task, lease.id)
         except self._errors as exc:
             self._fall_back(exc)
+
+    def on_answer(self, ticket: Ticket, outcome: Classified, now: float) -> None:
+        """Nothing: a 429 or a crowded 503 slows this task down through its own flow control (the
+        second line); the budget's limits stay as configured."""
 
     # ---- the store's health ------------------------------------------------------------------------
 

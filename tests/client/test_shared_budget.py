@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_chartmogul.client.budget_store import Decision
-from airflow_provider_chartmogul.client.ratelimit import LimiterCancelled
+from airflow_provider_chartmogul.client.send_control import SendCancelled
 from airflow_provider_chartmogul.client.shared_budget import (
     FALLBACK_TASKS,
     MAX_POLL,
@@ -44,7 +44,7 @@ class FakeStore:
 
     def acquire(self, task: str, lease: str, *, per_window: int, connections: int) -> Decision:
         self._call("acquire", lease, per_window, connections)
-        return self.decisions.popleft() if self.decisions else Decision(True, 0.0, 1, 0, 0)
+        return self.decisions.popleft() if self.decisions else Decision(True, 0.0, 1, 0, 0, 0.0)
 
     def renew(self, task: str, leases: list[str]) -> int:
         self._call("renew", tuple(leases))
@@ -86,7 +86,7 @@ def _budget(store: FakeStore, fake: FakeTime, **kwargs: Any) -> SharedBudget:
 
 
 def denied(wait: float, active: int = 2) -> Decision:
-    return Decision(False, wait, active, 39, 0)
+    return Decision(False, wait, active, 39, 0, 0.0)
 
 
 def test_the_name_is_the_host_and_a_one_way_digest_never_the_key() -> None:
@@ -150,7 +150,7 @@ def test_leases_are_renewed_until_released_and_given_back_on_close() -> None:
     assert a is not None and b is not None
     budget.renew()
     assert store.calls[-1] == ("renew", tuple(sorted([a.id, b.id])))
-    budget.release(a)
+    a.release()
     assert store.calls[-1] == ("release", a.id)
     budget.renew()
     assert store.calls[-1] == ("renew", (b.id,))
@@ -168,9 +168,9 @@ def test_cancel_wakes_the_waiter_and_refuses_later_calls() -> None:
             budget.cancel()
 
     budget._wait = cancel_on_third_pause
-    with pytest.raises(LimiterCancelled):
+    with pytest.raises(SendCancelled):
         budget.acquire()
-    with pytest.raises(LimiterCancelled):
+    with pytest.raises(SendCancelled):
         budget.acquire()
     assert len(fake.pauses) == 3
 
@@ -186,7 +186,7 @@ def test_a_failing_store_falls_back_once_to_a_conservative_rate(caplog: pytest.L
             lease = budget.acquire()
             assert lease is not None and lease.id is None
             leases.append(lease)
-            budget.release(lease)
+            lease.release()
     assert budget.degraded
     warnings = [r for r in caplog.records if "Shared request budget unavailable" in r.getMessage()]
     assert len(warnings) == 1
@@ -209,7 +209,7 @@ def test_after_the_fallback_sends_are_spaced_never_a_burst() -> None:
         lease = budget.acquire()
         assert lease is not None
         times.append(fake.now)
-        budget.release(lease)
+        lease.release()
     rate = 39 / FALLBACK_TASKS
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) >= 1 / rate - 1e-6
@@ -217,14 +217,14 @@ def test_after_the_fallback_sends_are_spaced_never_a_burst() -> None:
 
 
 def test_the_fallback_holds_no_more_connections_than_its_share() -> None:
-    store, fake = FakeStore([Decision(True, 0.0, 6, 0, 0)]), FakeTime()
+    store, fake = FakeStore([Decision(True, 0.0, 6, 0, 0, 0.0)]), FakeTime()
     budget = _budget(store, fake)
     assert budget.acquire() is not None  # six tasks seen on the budget
     store.fail = StoreDown("gone")
     held = [budget.acquire() for _ in range(18 // 6)]  # spaced by the fallback's rate
     assert all(lease is not None and lease.id is None for lease in held)
     assert budget.acquire(timeout=0.0) is None  # every in-process connection is taken
-    budget.release(held[0])  # type: ignore[arg-type]
+    held[0].release()  # type: ignore[union-attr]
     assert budget.acquire(timeout=5.0) is not None
     assert budget.status()["fallback"]["connections"] == 3
     assert budget.status()["fallback"]["requests_per_second"] == pytest.approx(39 / 6)
@@ -261,3 +261,31 @@ def test_the_renewing_thread_stops_on_close() -> None:
     assert renewed.wait(30)
     budget.close()
     assert budget._renewer is not None and not budget._renewer.is_alive()
+
+
+def test_a_lease_is_given_back_once_however_often_it_is_released() -> None:
+    store, fake = FakeStore(), FakeTime()
+    lease = _budget(store, fake).acquire()
+    assert lease is not None
+    lease.release()
+    lease.release()
+    assert [c[0] for c in store.calls] == ["acquire", "release"]
+
+
+def test_it_is_a_gate_of_the_send_control() -> None:
+    from airflow_provider_chartmogul.client.flow import ConcurrencyLimit
+    from airflow_provider_chartmogul.client.ratelimit import RateLimiter
+    from airflow_provider_chartmogul.client.send_control import SendControl
+
+    store, fake = FakeStore(), FakeTime()
+    budget = _budget(store, fake)
+    control = SendControl(
+        concurrency=ConcurrencyLimit(4), rate=RateLimiter(1000, clock=fake.clock), gates=[budget]
+    )
+    ticket = control.on_sending_request()
+    assert ticket is not None and [c[0] for c in store.calls] == ["acquire"]
+    ticket.release()
+    assert [c[0] for c in store.calls] == ["acquire", "release"]
+    control.cancel()
+    with pytest.raises(SendCancelled):
+        budget.acquire()
