@@ -389,6 +389,8 @@ class AddCustomAttributesOperator(BaseOperator):
                 dag_id=self.dag_id if self.has_dag() else None,
                 task_id=self.task_id,
                 run_id=getattr(ti, "run_id", None),
+                try_number=getattr(ti, "try_number", None),
+                map_index=getattr(ti, "map_index", None),
             )
             self.log.info("Wrote %d failed records to %s", written, self.dead_letter_table)
         return result
@@ -397,7 +399,7 @@ class AddCustomAttributesOperator(BaseOperator):
         if self.dead_letter_conn_id and self.dead_letter_table:
             hook = BaseHook.get_connection(self.dead_letter_conn_id).get_hook()
             if hasattr(hook, "run"):
-                hook.run(dead_letter.create_table_sql(self.dead_letter_table))
+                dead_letter.prepare_table(hook, self.dead_letter_table)
 
     # ---- the log ---------------------------------------------------------------------------------
 

@@ -1,8 +1,7 @@
-"""Write a run's failed records to a table, so they outlive the run and can be replayed from SQL.
+"""The dead-letter table: a run's failed records, kept in SQL so that they outlive the run.
 
-The table is created when missing, with portable column types (SQLite, PostgreSQL, MySQL, ...).
-Each row holds the failure and the record itself as JSON, in the shape the operator accepts:
-``SELECT record FROM chartmogul_dead_letter WHERE run_id = ...`` gives records to replay.
+Its columns, how tries are told apart and the replay query (:func:`replay_sql`) are in
+docs/running-every-day.md.
 """
 
 from __future__ import annotations
@@ -28,7 +27,11 @@ DEAD_LETTER_COLUMNS = (
     "status",
     "error",
     "record",
+    "try_number",
+    "map_index",
 )
+#: Columns added after the table's first release: added to an older table when it is prepared.
+_ADDED_COLUMNS = {"try_number": "INTEGER", "map_index": "INTEGER"}
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
 
@@ -59,7 +62,36 @@ def create_table_sql(table: str) -> str:
         f"CREATE TABLE IF NOT EXISTS {validate_table_name(table)} ("
         "dag_id VARCHAR(250), task_id VARCHAR(250), run_id VARCHAR(250), failed_at VARCHAR(40), "
         "customer TEXT, customer_uuid VARCHAR(250), stage VARCHAR(20), status INTEGER, "
-        "error TEXT, record TEXT)"
+        "error TEXT, record TEXT, try_number INTEGER, map_index INTEGER)"
+    )
+
+
+def prepare_table(hook: Any, table: str) -> None:
+    """Create ``table`` on the SQL ``hook`` when missing, and give a table made by an earlier
+    release of this provider the columns it lacks."""
+    hook.run(create_table_sql(table))
+    present = hook.run(
+        f"SELECT * FROM {validate_table_name(table)} WHERE 1 = 0",
+        handler=lambda cursor: {column[0].lower() for column in cursor.description},
+    )
+    for column, kind in _ADDED_COLUMNS.items():
+        if present is not None and column not in present:
+            hook.run(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
+def replay_sql(table: str) -> str:
+    """The rows to replay: for each task instance, those of its latest try that wrote any.
+
+    Add ``AND d.run_id = ...`` (and ``d.dag_id``, ``d.task_id``) to choose a run; select
+    ``d.record`` for the records to feed back as ``customers``. Rows written before
+    ``try_number`` existed count as try 0.
+    """
+    name = validate_table_name(table)
+    return (
+        f"SELECT d.* FROM {name} d WHERE COALESCE(d.try_number, 0) = ("
+        f"SELECT MAX(COALESCE(l.try_number, 0)) FROM {name} l "
+        "WHERE l.dag_id = d.dag_id AND l.run_id = d.run_id AND l.task_id = d.task_id "
+        "AND COALESCE(l.map_index, -1) = COALESCE(d.map_index, -1))"
     )
 
 
@@ -71,14 +103,21 @@ def write_dead_letters(
     dag_id: str | None,
     task_id: str | None,
     run_id: str | None,
+    try_number: int | None = None,
+    map_index: int | None = None,
 ) -> int:
-    """Insert one row per failure into ``table`` on the SQL connection ``conn_id``; the rows written."""
+    """Insert one row per failure into ``table`` on the SQL connection ``conn_id``; the rows written.
+
+    :param try_number: the task instance's try that failed these records (its rows supersede
+        those of earlier tries in :func:`replay_sql`).
+    :param map_index: the mapped task instance's index (``-1`` when not mapped).
+    """
     if not failures:
         return 0
     hook = BaseHook.get_connection(conn_id).get_hook()
     if not hasattr(hook, "insert_rows"):
         raise ValueError(f"dead_letter_conn_id {conn_id!r} is not a SQL connection ({type(hook).__name__})")
-    hook.run(create_table_sql(table))
+    prepare_table(hook, table)
     failed_at = dt.datetime.now(dt.timezone.utc).isoformat()
     rows = [
         (
@@ -92,6 +131,8 @@ def write_dead_letters(
             failure.get("status"),
             scrub(failure.get("error") or "") or None,
             json.dumps(failure.get("record"), default=str),
+            try_number,
+            map_index,
         )
         for failure in failures
     ]
