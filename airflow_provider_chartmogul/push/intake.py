@@ -176,7 +176,7 @@ class CustomerIntake:
         # An external id is unique within a data source, so one match there is final; an email or
         # a bare external id may match another customer on a later page.
         if self.listed or (record.data_source_uuid is not None and candidates):
-            self._resolve_listed(entry)
+            self._resolve_listed(entry, candidates)
             return
         if entry.unresolved:
             self.order.relist(entry)
@@ -192,9 +192,11 @@ class CustomerIntake:
             return self.index.by_email(record.email)
         return self.index.by_external_id(str(record.external_id), record.data_source_uuid)
 
-    def _resolve_listed(self, entry: Entry) -> None:
+    def _resolve_listed(self, entry: Entry, candidates: list[str] | None = None) -> None:
+        if candidates is None:
+            candidates = self._candidates(entry.record)
         try:
-            uuid = pick(entry.record, self._candidates(entry.record))
+            uuid = pick(entry.record, candidates)
         except ResolutionError as exc:
             self.order.drop(entry)
             record = entry.record
