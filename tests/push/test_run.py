@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from airflow_provider_chartmogul.exceptions import CustomAttributesPushError
 from airflow_provider_chartmogul.operators.custom_attributes import AddCustomAttributesOperator
 from airflow_provider_chartmogul.testing.server import ChartMogulServer
 from tests.conftest import connection_json
@@ -114,3 +115,34 @@ def test_a_run_that_reads_its_input_to_the_end_says_so(
 
     assert report["input_complete"] is True
     assert "records_not_read" not in report
+
+
+def test_a_misdirected_lookup_answer_is_never_written_and_is_a_resolution_failure(
+    chartmogul_conn: ChartMogulServer,
+) -> None:
+    asked = chartmogul_conn.add_customer(external_id="ext-asked")["uuid"]
+    other = chartmogul_conn.add_customer(external_id="ext-other")["uuid"]
+    fine = chartmogul_conn.add_customer(external_id="ext-fine")["uuid"]
+    chartmogul_conn.misdirect_lookup("ext-asked", other)  # the lookup answers another customer
+    seats = [{"type": "Integer", "key": "seats", "value": 5}]
+
+    report, error = None, None
+    try:
+        AddCustomAttributesOperator(
+            task_id="push",
+            customers=[
+                {"external_id": "ext-asked", "custom": seats},
+                {"external_id": "ext-fine", "custom": seats},
+            ],
+            customer_lookup="per_customer",
+        ).execute(context={})
+    except CustomAttributesPushError as exc:
+        report, error = exc.report, exc
+
+    assert error is not None and report is not None
+    (failure,) = report["failures"]
+    assert (failure["customer"], failure["stage"]) == ("external_id=ext-asked", "resolution")
+    assert "misdirected" in failure["error"] and other in failure["error"]
+    assert report["succeeded"] == 1
+    assert chartmogul_conn.custom_attributes(fine) == {"seats": 5}
+    assert chartmogul_conn.custom_attributes(other) == {} and chartmogul_conn.custom_attributes(asked) == {}
