@@ -7,7 +7,6 @@ build its source rows from the same formulas without asking the server. docs/tes
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 #: The keys a synthetic customer holds, with their types (defined on the account by every seed).
@@ -49,16 +48,3 @@ def check_synthetic(count: Any, start: Any, custom_share: Any) -> tuple[int, int
     if not 0.0 <= custom_share <= 1.0:
         raise ValueError(f"custom_share must be between 0 and 1, got {custom_share}")
     return count, start, float(custom_share)
-
-
-def synthetic_customers(count: int, *, start: int = 0, custom_share: float = 1.0) -> Iterator[dict[str, Any]]:
-    """``add_customer`` keyword objects for customers ``start`` .. ``start + count - 1``."""
-    for index in range(start, start + count):
-        customer: dict[str, Any] = {
-            "uuid": synthetic_uuid(index),
-            "external_id": synthetic_external_id(index),
-            "email": synthetic_email(index),
-        }
-        if holds_custom(index, custom_share):
-            customer["custom"] = synthetic_custom(index)
-        yield customer
