@@ -16,8 +16,10 @@ What this example shows:
 * ``source="airflow:{{ dag.dag_id }}"``, the source ChartMogul shows for the attributes.
 
 Connections: ``chartmogul_default`` (type ``chartmogul``) and ``chartmogul_example_db`` (here a
-``sqlite`` connection whose host is the database file path; any DB-API connection works:
-PostgreSQL, MySQL, Snowflake...). Runs daily once unpaused, without catching up on past days.
+``sqlite`` connection whose host is the database file path; the ``sqlite`` connection type comes
+with ``apache-airflow-providers-sqlite``: ``pip install "airflow-provider-chartmogul[sqlite]"``.
+Any DB-API connection works: PostgreSQL with the ``postgres`` extra, MySQL, Snowflake... with
+their providers). Runs daily once unpaused, without catching up on past days.
 ``make demo`` runs this DAG against a local ChartMogul-compatible server.
 """
 

@@ -20,6 +20,7 @@ import pytest
 
 from airflow_provider_chartmogul.testing.dag_runs import task_xcom
 from airflow_provider_chartmogul.testing.server import ChartMogulServer
+from tests.redis import RedisServer, redis_server  # noqa: F401 (a fixture)
 
 try:  # Airflow >= 3.1
     from airflow.dag_processing.dagbag import DagBag
@@ -30,6 +31,7 @@ EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
 XCOM_DAG = "chartmogul_attributes_from_xcom"
 SQL_DAG = "chartmogul_attributes_from_sql"
 SHARDED_DAG = "chartmogul_attributes_sharded"
+SHARDED_BUDGET_CONN = "chartmogul_budget_redis"
 ASSET_DAGS = {"chartmogul_attributes_asset_producer", "chartmogul_attributes_asset_consumer"}
 EXAMPLE_DAG_IDS = {XCOM_DAG, SQL_DAG, SHARDED_DAG, *ASSET_DAGS}
 
@@ -85,19 +87,15 @@ def test_example_dags_are_documented_and_never_catch_up() -> None:
         assert "chartmogul" in dag.tags
 
 
-def test_sharded_example_keeps_the_sum_of_its_shards_under_the_account_limits() -> None:
-    """Every shard may run at once, so their shares must add up to at most 40 req/s and 20 connections."""
+def test_sharded_example_shares_one_account_wide_budget_instead_of_split_rates() -> None:
+    """Every shard takes its requests from the Redis budget; none carries a hand-split rate."""
     bag = DagBag(dag_folder=str(EXAMPLE_DAGS))
     task = bag.dags[SHARDED_DAG].get_task("push_shard")
     kwargs = getattr(task, "partial_kwargs", None)
     assert kwargs is not None, "push_shard is a mapped task (.partial().expand())"
-    parallel = kwargs["max_active_tis_per_dagrun"]
-    assert 1 < parallel <= 20
-    assert kwargs["max_requests_per_second"] * parallel <= 40
-    assert kwargs["max_connections"] * parallel <= 20
-    # ... and use nearly all of it: the limiter allows whole requests per second per shard.
-    assert kwargs["max_requests_per_second"] == int(kwargs["max_requests_per_second"])
-    assert kwargs["max_requests_per_second"] * parallel >= 36
+    assert kwargs["shared_budget_conn_id"] == SHARDED_BUDGET_CONN
+    for split in ("max_requests_per_second", "max_connections", "max_active_tis_per_dagrun", "pool"):
+        assert kwargs.get(split) in (None, "default_pool"), f"{split} is left to the shared budget"
     assert kwargs["customer_lookup"] == "per_customer", "a shard never lists the whole account again"
 
 
@@ -351,6 +349,17 @@ def test_sql_example_syncs_the_table_reports_bad_rows_and_reruns_idempotently(
 # ---- chartmogul_attributes_sharded ---------------------------------------------------------------------
 
 
+@pytest.fixture
+def budget_redis(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> RedisServer:  # noqa: F811
+    """The sharded example's ``chartmogul_budget_redis`` connection, to a real redis-server."""
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{SHARDED_BUDGET_CONN.upper()}",
+        json.dumps({"conn_type": "redis", "host": "127.0.0.1", "port": redis_server.port}),
+    )
+    redis_server.client().flushall()
+    return redis_server
+
+
 def _sharded_rows(count: int) -> list[tuple]:
     return [
         (f"acct-{i:04d}", "team" if i % 3 else "enterprise", i, None, i % 2, None, None)
@@ -360,7 +369,10 @@ def _sharded_rows(count: int) -> list[tuple]:
 
 @pytest.mark.db
 def test_sharded_example_resolves_customers_in_one_listing_pass_and_writes_every_customer(
-    server: ChartMogulServer, dags: dict[str, Any], example_db: Callable[[list[tuple]], Path]
+    server: ChartMogulServer,
+    dags: dict[str, Any],
+    example_db: Callable[[list[tuple]], Path],
+    budget_redis: RedisServer,
 ) -> None:
     """150 customers and 300 bystanders (3 listing pages): one request per customer and 3 more."""
     rows = _sharded_rows(150)
@@ -404,7 +416,10 @@ def test_sharded_example_resolves_customers_in_one_listing_pass_and_writes_every
 
 @pytest.mark.db
 def test_sharded_example_reports_a_customer_the_listing_did_not_resolve_in_its_shard(
-    server: ChartMogulServer, dags: dict[str, Any], example_db: Callable[[list[tuple]], Path]
+    server: ChartMogulServer,
+    dags: dict[str, Any],
+    example_db: Callable[[list[tuple]], Path],
+    budget_redis: RedisServer,
 ) -> None:
     """An unknown external id is looked up once by its shard, fails it with the reason; the rest land."""
     rows = _sharded_rows(6)
@@ -457,3 +472,14 @@ def test_sql_example_without_a_chartmogul_connection_says_so_and_reads_nothing(
     assert "Stopped:" not in log
     assert task_xcom(run, "sync_customer_attributes") is None, "no report of a run that never started"
     assert chartmogul_server.requests == []
+
+
+def test_the_sql_example_says_which_extra_gives_its_sqlite_connection() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    extras = tomllib.loads((EXAMPLE_DAGS.parent / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert extras["sqlite"] == ["apache-airflow-providers-sqlite"]
+    bag = DagBag(dag_folder=str(EXAMPLE_DAGS))
+    assert 'pip install "airflow-provider-chartmogul[sqlite]"' in bag.dags[SQL_DAG].doc_md
