@@ -128,12 +128,7 @@ class CustomAttributesPusher:
             raise
         except ResolutionError as exc:
             return Outcome.failure("resolution", record.label, record, str(exc), http_status=exc.status), None
-        except _PartlyWritten as exc:
-            outcome = Outcome.failure(
-                "api", record.label, record, exc.message, http_status=exc.error.status, customer_uuid=uuid
-            )
-            return outcome, None
-        except ChartMogulAPIError as exc:  # reading the customer's state
+        except ChartMogulAPIError as exc:
             outcome = Outcome.failure(
                 "api", record.label, record, str(exc), http_status=exc.status, customer_uuid=uuid
             )
@@ -161,7 +156,8 @@ class CustomAttributesPusher:
     def _apply(self, uuid: str, plan: Plan, current: dict[str, Any] | None) -> dict[str, Any] | None:
         """Send ``plan``'s requests; the customer's attributes after them.
 
-        :raises _PartlyWritten: a request failed (not fatally), saying how many went through.
+        :raises ChartMogulAPIError: a request failed; when others had gone through, its message says
+            how many.
         """
         after: dict[str, Any] | None = None
         written = 0
@@ -181,10 +177,11 @@ class CustomAttributesPusher:
                     else {k: v for k, v in base.items() if k not in plan.delete}
                 )
                 written += 1
-        except ChartMogulFatalError:
-            raise
         except ChartMogulAPIError as exc:
-            raise _PartlyWritten(exc, written, plan.writes) from exc
+            if not written or isinstance(exc, ChartMogulFatalError):
+                raise
+            note = f"{written} of {plan.writes} requests for this customer went through; replaying it is safe"
+            raise exc.with_note(note) from exc
         return after
 
     # ---- the stream ------------------------------------------------------------------------------
@@ -465,17 +462,3 @@ class CustomAttributesPusher:
                 counts["skipped"],
                 counts["total"] / max(now - self._started, 1e-9),
             )
-
-
-class _PartlyWritten(Exception):
-    """A write of one customer failed; ``message`` says how many of its requests went through."""
-
-    def __init__(self, error: ChartMogulAPIError, written: int, writes: int) -> None:
-        message = str(error)
-        if written:
-            message += (
-                f" ({written} of {writes} requests for this customer went through; replaying it is safe)"
-            )
-        super().__init__(message)
-        self.error = error
-        self.message = message
