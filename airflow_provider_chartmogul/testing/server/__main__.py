@@ -26,7 +26,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "--api-key", action="append", dest="api_keys", metavar="KEY", help="read-write key (repeatable)"
     )
     parser.add_argument("--read-only-key", action="append", default=[], metavar="KEY", help="repeatable")
-    parser.add_argument("--seed", metavar="FILE", help="JSON list of add_customer keyword objects")
+    parser.add_argument(
+        "--seed", metavar="FILE", help="JSON list of add_customer keyword objects (.jsonl: one a line)"
+    )
     parser.add_argument(
         "--seed-synthetic", type=int, default=0, metavar="N", help="add N synthetic customers (see the docs)"
     )
@@ -70,6 +72,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _seed(server: ChartMogulServer, path: str) -> None:
+    if path.endswith(".jsonl"):  # one object a line, streamed: a large seed is never all in memory
+        with open(path, encoding="utf-8") as seed_file:
+            server.load_customers(json.loads(line) for line in seed_file if line.strip())
+        return
     with open(path, encoding="utf-8") as seed_file:
         seed = json.load(seed_file)
     if isinstance(seed, dict):  # {"definitions": {...}, "customers": [...]} is accepted too

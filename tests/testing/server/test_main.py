@@ -12,6 +12,7 @@ from pathlib import Path
 
 import requests
 
+from airflow_provider_chartmogul.testing.process import ServerProcess
 from tests.testing.server._support import REPO_ROOT, SEED_UUID
 
 
@@ -95,3 +96,16 @@ def test_help_lists_every_flag_and_warns_of_nothing() -> None:
         "--verbose",
     ):
         assert flag in done.stdout, flag
+
+
+def test_cli_seed_as_json_lines(tmp_path: Path) -> None:
+    seed = tmp_path / "customers.jsonl"
+    seed.write_text(
+        json.dumps({"uuid": SEED_UUID, "custom": {"age": 3}})
+        + "\n\n"
+        + json.dumps({"external_id": "x2"})
+        + "\n"
+    )
+    with ServerProcess(api_key="sk_cli", seed_file=seed) as process:
+        custom = process.custom_attributes()
+        assert list(custom.values()) == [{"age": 3}, {}] and SEED_UUID in custom
