@@ -4,6 +4,10 @@ accessors (what a task's ``context["outlet_events"]`` is)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +17,9 @@ from airflow_provider_chartmogul.assets import (
     event_extra,
     record_asset_events,
 )
+from airflow_provider_chartmogul.testing.server import ChartMogulServer
 from airflow_provider_chartmogul.version_compat import Asset, AssetAlias
+from tests.conftest import connection_json
 
 try:  # Airflow 3
     from airflow.sdk.execution_time.context import OutletEventAccessors
@@ -89,3 +95,114 @@ def test_a_clear_is_a_change_and_other_outlets_are_left_alone() -> None:
 
     assert len(events) == 0
     assert event_extra({}) == dict.fromkeys(EXTRA, 0) | {"mode": "", "dry_run": False}
+
+
+# ---- a real run ----------------------------------------------------------------------------------
+
+_ALIAS_DAG = """
+import pendulum
+from airflow.sdk import Asset, AssetAlias, dag
+from airflow_provider_chartmogul.operators.custom_attributes import AddCustomAttributesOperator
+
+@dag(dag_id="alias_producer", schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz="UTC"))
+def alias_producer():
+    AddCustomAttributesOperator(
+        task_id="push",
+        customers=[{"external_id": "acct-1", "custom": [{"type": "Integer", "key": "seats", "value": 3}]}],
+        mode="sync",
+        outlets=[AssetAlias("chartmogul-customers-changed")],
+    )
+
+@dag(dag_id="asset_producer", schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz="UTC"))
+def asset_producer():
+    AddCustomAttributesOperator(
+        task_id="push",
+        customers=[{"external_id": "acct-1", "custom": [{"type": "Integer", "key": "seats", "value": 3}]}],
+        mode="sync",
+        outlets=[Asset("chartmogul-customers-every-run")],
+    )
+
+alias_producer()
+asset_producer()
+"""
+
+_RUN = """
+import json, sys
+from airflow.dag_processing.bundles.manager import DagBundlesManager
+from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+from airflow.models.asset import AssetEvent, AssetModel
+from airflow.utils.session import create_session
+from sqlalchemy import select
+
+bag = DagBag(dag_folder=sys.argv[1])
+DagBundlesManager().sync_bundles_to_db()
+sync_bag_to_db(bag, "dags-folder", None)
+states = [str(bag.dags[dag_id].test().state) for dag_id in sys.argv[2:]]
+with create_session() as session:
+    events = [
+        (asset.uri, event.extra)
+        for event, asset in session.execute(
+            select(AssetEvent, AssetModel)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .order_by(AssetEvent.id)
+        )
+    ]
+print("RESULT", json.dumps({"states": states, "events": events}))
+"""
+
+
+@pytest.mark.skip(reason="the operator records these events from the next commit")
+@pytest.mark.db
+def test_real_runs_record_events_with_counts_and_an_alias_none_for_a_run_that_changed_nothing(
+    chartmogul_server: ChartMogulServer, tmp_path: Path
+) -> None:
+    pytest.importorskip("airflow.sdk", reason="the DAG file uses Airflow 3's names")
+    uuid = chartmogul_server.add_customer(external_id="acct-1")["uuid"]
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "producers.py").write_text(_ALIAS_DAG)
+    env = {
+        **os.environ,
+        # A metadata database of its own, with this DAG folder as its bundle.
+        "AIRFLOW_HOME": str(tmp_path / "home"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW_CONN_CHARTMOGUL_DEFAULT": connection_json(chartmogul_server),
+    }
+    migrate = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+    )
+    assert migrate.returncode == 0, migrate.stderr[-3000:]
+
+    # The first sync writes seats=3; the next two find it there and change nothing.
+    done = subprocess.run(
+        [sys.executable, "-c", _RUN, str(dags), "alias_producer", "alias_producer", "asset_producer"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+        cwd=Path(__file__).parents[1],
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(done.stdout.split("RESULT ", 1)[1])
+
+    assert result["states"] == ["success", "success", "success"]
+    assert chartmogul_server.custom_attributes(uuid) == {"seats": 3}
+    host = chartmogul_server.url.split("://", 1)[1].rstrip("/")
+    counts = {"total": 1, "succeeded": 1, "failed": 0, "skipped": 0, "mode": "sync", "dry_run": False}
+    assert [tuple(event) for event in result["events"]] == [
+        # The alias: an event for the customers Asset only for the run that changed something.
+        (
+            f"chartmogul://{host}/customers",
+            {**counts, "added": 1, "changed": 0, "unchanged": 0, "cleared": 0},
+        ),
+        # An Asset outlet: Airflow's event for every successful run, the counts in its extra.
+        (
+            "chartmogul-customers-every-run",
+            {**counts, "added": 0, "changed": 0, "unchanged": 1, "cleared": 0},
+        ),
+    ]
