@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -283,3 +284,130 @@ def test_an_adapter_mounted_on_get_conn_takes_the_hooks_calls(mocked_conn: str) 
         hook.get_conn().mount(mocked_conn, adapter)
         assert hook.ping() == "from the adapter"
     assert adapter.call_count == 1
+
+
+# ---- deadlines from the first byte ------------------------------------------------------------------
+
+
+def test_a_trickling_status_line_ends_at_the_deadline_and_frees_the_connection_slot(
+    chartmogul_server: ChartMogulServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The status line and headers come a byte every 0.5 s: over a minute for the head alone, and
+    # the 1 s per-read timeout never fires. The deadline (1 s) must end it, and the socket with it.
+    chartmogul_server.configure(trickle_seconds=0.5)
+    uuid = chartmogul_server.add_customer()["uuid"]
+    chartmogul_server.fault_customer(uuid, "trickle_head", times=1)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CHARTMOGUL_DEFAULT",
+        connection_json(chartmogul_server, timeout=1, max_retries=0, max_connections=1),
+    )
+    with ChartMogulHook() as hook:
+        with pytest.raises(ChartMogulAPIError, match="no whole answer within the 1 s timeout") as info:
+            hook.get_custom_attributes(uuid)
+        assert info.value.status is None
+        # The server saw the client hang up long before its head was out.
+        deadline = time.monotonic() + 60  # a generous gate, not a measured bound
+        while not chartmogul_server.stats()["trickles"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (trickle,) = chartmogul_server.stats()["trickles"]
+        assert trickle["hung_up"]
+        # The only connection slot is free again: the next request goes through at once.
+        assert hook.engine.concurrency.in_flight == 0
+        assert hook.get_custom_attributes(uuid) == {}
+
+
+_EXIT_SCRIPT = """
+import sys
+from airflow_provider_chartmogul.client.engine import RequestEngine, RequestStats
+from airflow_provider_chartmogul.client.settings import ClientSettings
+from airflow_provider_chartmogul.exceptions import ChartMogulAPIError
+
+settings = ClientSettings(base_url=sys.argv[1], api_key=sys.argv[2], timeout=1, max_retries=0)
+engine = RequestEngine(settings, RequestStats())
+try:
+    engine.request("GET", "/v1/ping")
+except ChartMogulAPIError as exc:
+    print("gave up:", exc, flush=True)
+"""
+
+
+def test_a_process_that_gave_up_on_a_trickling_answer_exits_while_the_server_still_trickles(
+    chartmogul_server: ChartMogulServer, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    # A byte every 0.5 s (within the 1 s per-read timeout): the head alone would take over a minute.
+    chartmogul_server.configure(trickle_seconds=0.5)
+    chartmogul_server.queue_faults(["trickle_head"])
+    script = tmp_path / "give_up.py"
+    script.write_text(_EXIT_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script), chartmogul_server.url, API_KEY],
+        capture_output=True,
+        text=True,
+        timeout=240,  # a gate only: the server's trickle says whether the exit came first
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "gave up:" in done.stdout and "no whole answer" in done.stdout
+    # The process is gone, and the server had not finished: the client hung up, mid-head.
+    deadline = time.monotonic() + 30
+    while not chartmogul_server.stats()["trickles"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (trickle,) = chartmogul_server.stats()["trickles"]
+    assert trickle["hung_up"] and trickle["bytes_sent"] == 0
+
+
+class _HugeErrorPage(BaseHTTPRequestHandler):
+    """A 500 announcing a 150 MB body, written until the client hangs up."""
+
+    protocol_version = "HTTP/1.1"
+    written = 0
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        size = 150 * 1024 * 1024
+        self.send_response(500)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        chunk = b"<html><title>Internal error</title>" + b"x" * (64 * 1024 - 35)
+        type(self).written = 0
+        try:
+            while type(self).written < size:
+                self.wfile.write(chunk)
+                type(self).written += len(chunk)
+        except OSError:
+            pass
+
+
+def test_a_150_mb_error_page_is_read_only_up_to_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HugeErrorPage)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_CHARTMOGUL_DEFAULT",
+            json.dumps(
+                {
+                    "conn_type": "chartmogul",
+                    "host": f"http://127.0.0.1:{server.server_address[1]}",
+                    "password": API_KEY,
+                    "extra": {"timeout": 30, "max_retries": 0},
+                }
+            ),
+        )
+        with ChartMogulHook() as hook, pytest.raises(ChartMogulAPIError) as info:
+            hook.ping()
+        assert info.value.status == 500 and "Internal error" in str(info.value)
+        assert len(info.value.body or "") <= 600
+    finally:
+        server.shutdown()
+        server.server_close()
+    # What the server got out before the client hung up: the bound plus the sockets' buffers,
+    # far from the 150 MB announced.
+    assert _HugeErrorPage.written < 40 * 1024 * 1024

@@ -24,6 +24,7 @@ import pytest
 from airflow_provider_chartmogul.exceptions import (
     ChartMogulAPIError,
     ChartMogulConfigurationError,
+    ChartMogulFatalError,
     ChartMogulTLSError,
 )
 from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
@@ -315,15 +316,37 @@ class _PingHandler(BaseHTTPRequestHandler):
         pass
 
 
-class HTTPSServer:
-    """A ChartMogul ``/v1/ping`` over real TLS on loopback; ``seen`` lists the requests that got through."""
+class _HandshakeDropper(ThreadingHTTPServer):
+    """Accepts TCP connections and does the TLS handshake itself; the first ``drops`` connections
+    are closed before any handshake (what a load balancer dropping a handshake looks like)."""
 
-    def __init__(self, cert: Path, key: Path) -> None:
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _PingHandler)
-        self._httpd.daemon_threads = True
+    daemon_threads = True
+
+    def __init__(self, context: ssl.SSLContext, drops: int) -> None:
+        super().__init__(("127.0.0.1", 0), _PingHandler)
+        self.context = context
+        self.drops = drops
+        self.dropped = 0
+
+    def get_request(self) -> tuple[Any, Any]:
+        sock, address = self.socket.accept()
+        if self.dropped < self.drops:
+            self.dropped += 1
+            sock.close()
+            raise OSError("handshake dropped")  # socketserver skips the connection
+        return self.context.wrap_socket(sock, server_side=True), address
+
+
+class HTTPSServer:
+    """A ChartMogul ``/v1/ping`` over real TLS on loopback; ``seen`` lists the requests that got through.
+
+    :param drop_handshakes: close this many connections first, before their TLS handshake.
+    """
+
+    def __init__(self, cert: Path, key: Path, *, drop_handshakes: int = 0) -> None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
-        self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+        self._httpd = _HandshakeDropper(context, drop_handshakes)
         self.seen: list[tuple[str, str | None]] = []
         self._httpd.seen = self.seen  # type: ignore[attr-defined]
         self.url = f"https://127.0.0.1:{self._httpd.server_address[1]}"
@@ -395,6 +418,73 @@ def test_tls_certificate_for_another_host_refused_even_with_its_ca(
     assert server.seen == []
 
 
+def test_a_dropped_tls_handshake_is_a_connection_error_and_is_retried(
+    certificates: Certificates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with HTTPSServer(certificates.leaf, certificates.leaf_key, drop_handshakes=1) as server:
+        hook = _tls_hook(monkeypatch, server.url, verify=str(certificates.ca))
+        assert hook.ping() == "pong!"
+    stats = hook.stats.snapshot()
+    assert stats["connection_errors"] == 1 and stats["retries"] == 1
+    assert len(server.seen) == 1
+
+
+def test_a_dropped_tls_handshake_without_retries_left_is_no_tls_error(
+    certificates: Certificates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(TLS_SETTINGS, "max_retries", 0)
+    with HTTPSServer(certificates.leaf, certificates.leaf_key, drop_handshakes=1) as server:
+        hook = _tls_hook(monkeypatch, server.url, verify=str(certificates.ca))
+        with pytest.raises(ChartMogulAPIError) as info:
+            hook.ping()
+    assert not isinstance(info.value, ChartMogulFatalError), "a dropped handshake is not fatal"
+    assert info.value.retryable and info.value.status is None
+    assert "certificate" not in str(info.value)
+
+
+def test_https_to_a_plain_http_server_says_so(
+    chartmogul_server: ChartMogulServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = chartmogul_server.url.replace("http://", "https://")
+    hook = _tls_hook(monkeypatch, url)
+    with pytest.raises(ChartMogulTLSError, match="does not speak TLS") as info:
+        hook.ping()
+    assert hook.stats.snapshot()["retries"] == 0
+    _assert_no_secret({"error": "\n".join(exception_texts(info.value))})
+
+
+def test_a_missing_ca_bundle_is_a_configuration_error_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = _tls_hook(monkeypatch, "https://127.0.0.1:9", verify="/nonexistent/ca-bundle.pem")
+    with pytest.raises(ChartMogulConfigurationError, match="does not exist on this worker"):
+        hook.ping()
+    assert hook.stats.snapshot()["requests"] == 0
+
+
+@pytest.mark.parametrize(
+    ("password", "host", "what"),
+    [
+        ("sk_tëst_ключ_0000_SECRET", None, "characters an API key cannot have"),
+        ("abc", None, "too short"),
+        (API_KEY, f"https://{API_KEY}@api.chartmogul.com", "host field holds the API key"),
+        (API_KEY, "https://sk_live_other_0000_SECRET:@api.chartmogul.com", "holds credentials"),
+        (API_KEY, f"{API_KEY}.chartmogul.com", "host field holds the API key"),
+    ],
+)
+def test_a_key_that_cannot_work_is_a_configuration_error_that_never_shows_it(
+    monkeypatch: pytest.MonkeyPatch, password: str, host: str | None, what: str
+) -> None:
+    conn: dict[str, Any] = {"conn_type": "chartmogul", "password": password}
+    if host is not None:
+        conn["host"] = host
+    monkeypatch.setenv("AIRFLOW_CONN_BADKEY", json.dumps(conn))
+    hook = ChartMogulHook("badkey")
+    with pytest.raises(ChartMogulConfigurationError, match=what) as info:
+        hook.ping()
+    for text in exception_texts(info.value):
+        assert password not in text and API_KEY not in text and "sk_live_other" not in text
+        assert base64.b64encode(f"{password}:".encode()).decode() not in text
+
+
 # ---- plain http only to loopback -----------------------------------------------------------------
 # tests/hooks covers http to a public name and to a private address; these are the tricks.
 
@@ -418,11 +508,11 @@ def test_plain_http_tricks_refused(monkeypatch: pytest.MonkeyPatch, host: str) -
     monkeypatch.setenv(
         "AIRFLOW_CONN_CM", json.dumps({"conn_type": "chartmogul", "host": host, "password": FAKE_KEY})
     )
-    with pytest.raises(ChartMogulConfigurationError, match="plain http"):
+    with pytest.raises(ChartMogulConfigurationError, match="plain http|holds credentials"):
         ChartMogulHook("cm").settings  # noqa: B018
 
 
-def test_credentials_typed_into_the_url_are_dropped(
+def test_credentials_typed_into_the_url_are_refused_and_never_shown(
     chartmogul_server: ChartMogulServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     parts = urlsplit(chartmogul_server.url)
@@ -431,10 +521,10 @@ def test_credentials_typed_into_the_url_are_dropped(
         "AIRFLOW_CONN_CM", json.dumps({"conn_type": "chartmogul", "host": host, "password": API_KEY})
     )
     hook = ChartMogulHook("cm")
-    assert hook.settings.base_url == chartmogul_server.url
-    assert hook.ping() == "pong!"
-    (request,) = chartmogul_server.requests
-    assert request.api_key == API_KEY
+    with pytest.raises(ChartMogulConfigurationError, match="holds credentials") as info:
+        hook.ping()
+    assert not any(WRONG_KEY in text for text in exception_texts(info.value))
+    assert chartmogul_server.requests == []
 
 
 # ---- URL path segments ---------------------------------------------------------------------------
