@@ -218,3 +218,36 @@ def test_source_stamps_provenance(server: ChartMogulServer, customer: str) -> No
     op.execute(context={})
     (write,) = _writes(server)
     assert write.body == {"custom": {"plan": {"value": "team", "source": "airflow:crm_sync"}}}
+
+
+def test_a_customer_uuid_the_listing_lacks_fails_resolution_and_nothing_is_sent(
+    server: ChartMogulServer, customer: str
+) -> None:
+    records = [*desired(customer, seats=9), *desired("cus_not_in_this_account", seats=9)]
+    with pytest.raises(CustomAttributesPushError) as caught:
+        run(customers=records, mode="sync", customer_lookup="listing")
+
+    report = caught.value.report
+    (failure,) = report["failures"]
+    assert (failure["customer_uuid"], failure["stage"], failure["status"]) == (None, "resolution", 404)
+    assert failure["error"] == "no ChartMogul customer has customer_uuid 'cus_not_in_this_account'"
+    assert report["succeeded"] == 1
+    assert [(r.method, r.path) for r in _writes(server)] == [
+        ("PUT", f"/v1/customers/{customer}/attributes/custom")
+    ]
+
+
+def test_a_large_dry_run_keeps_a_bounded_plan(server: ChartMogulServer) -> None:
+    from airflow_provider_chartmogul.push import report as report_module
+
+    customers = server.add_customers([{} for _ in range(30)])
+    records = [
+        {"customer_uuid": c["uuid"], "custom": [{"type": "Integer", "key": "seats", "value": 1}]}
+        for c in customers
+    ]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(report_module, "MAX_PLAN_ENTRIES", 10)
+        report = run(customers=records, mode="sync", dry_run=True, customer_lookup="listing")
+
+    assert (len(report["plan"]), report["plan_omitted"], report["added"]) == (10, 20, 30)
+    assert _writes(server) == []
