@@ -173,10 +173,10 @@ class StoredCustomer:
         shown["external_ids"] = self.external_ids
         shown["data_source_uuids"] = self.data_source_uuids
         shown["address"] = {
-            "address_zip": shown["zip"],
-            "city": shown["city"],
-            "state": shown["state"],
             "country": shown["country"],
+            "state": shown["state"],
+            "city": shown["city"],
+            "address_zip": shown["zip"],
         }
         shown["attributes"] = self.attributes(shape)
         for name in _CHANGING_FIELDS:

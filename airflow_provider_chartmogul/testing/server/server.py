@@ -273,8 +273,9 @@ class ChartMogulServer:
         ``total``, ``by_status`` (int status -> count; string keys over ``/_testing/stats``),
         ``dropped`` (no answer), ``faults`` (kind -> count, "fail_customer" included),
         ``faults_injected``, ``rate_limited``, ``parallel_rejected``, ``in_flight``,
-        ``max_in_flight``, ``trickles`` (one dict per "trickle" fault: ``path``, ``started``,
-        ``ended``, ``held``, ``bytes_sent``, ``body_bytes``, ``hung_up``).
+        ``max_in_flight``, ``log_records_dropped`` and ``log_bodies_dropped`` (what the request
+        log's bounds took since it was last cleared), ``trickles`` (one dict per "trickle" fault:
+        ``path``, ``started``, ``ended``, ``held``, ``bytes_sent``, ``body_bytes``, ``hung_up``).
         """
         with self._lock:
             trickles = [trickle.to_json() for trickle in self._log.trickles]

@@ -99,6 +99,7 @@ def test_customer_object_newest_shape(server: ChartMogulServer, api: requests.Se
     assert list(shown) == [*RECORDED_2023_FIELDS, "website_url"]
     assert shown["owner"] == "sam@example.com" and shown["website_url"] == "https://acme.example"
     assert "clearbit" not in shown["attributes"]  # absent from the 2025 recordings
+    assert list(shown["address"]) == ["country", "state", "city", "address_zip"]
     assert api.get(url(server, "/customers")).json()["entries"] == [shown]
     assert server.get_customer(SEED_UUID) == shown
     plain = server.add_customer()
