@@ -58,3 +58,23 @@ def test_an_api_error_survives_pickling_with_every_field() -> None:
 
     assert type(copy) is ChartMogulAPIError and str(copy) == str(error)
     assert (copy.status, copy.attempts, copy.retryable, copy.body) == (429, 3, True, "{}")
+
+
+def test_with_note_builds_a_new_error_and_leaves_the_first_as_it_was() -> None:
+    error = ChartMogulAPIError("boom", status=500, method="PUT", path="/v1/x", attempts=2)
+    noted = error.with_note("1 of 2 requests went through")
+    assert str(error) == "ChartMogul PUT /v1/x failed (HTTP 500 after 2 attempts): boom"
+    assert (
+        str(noted)
+        == "ChartMogul PUT /v1/x failed (HTTP 500 after 2 attempts): boom (1 of 2 requests went through)"
+    )
+    assert type(noted) is type(error) and noted.retryable == error.retryable
+
+
+def test_push_errors_unpickle_with_their_report() -> None:
+    from airflow_provider_chartmogul.exceptions import CustomAttributesFatalError, CustomAttributesPushError
+
+    for cls in (CustomAttributesPushError, CustomAttributesFatalError):
+        error = cls("3 customers failed", {"failed": 3})
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is cls and str(copy) == "3 customers failed" and copy.report == {"failed": 3}

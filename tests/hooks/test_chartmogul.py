@@ -16,6 +16,8 @@ from airflow_provider_chartmogul.exceptions import (
     ChartMogulAPIError,
     ChartMogulAuthError,
     ChartMogulConfigurationError,
+    ChartMogulFatalError,
+    ChartMogulForbiddenError,
     ChartMogulValidationError,
 )
 from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
@@ -487,3 +489,101 @@ def test_key_never_leaves_the_hook(
     ]:
         assert API_KEY not in text
     assert _redact(f"key={API_KEY}") == "key=***"
+
+
+# ---- 403 per request, answers checked, nothing leaks --------------------------------------------------
+
+
+def test_a_403_after_writes_succeeded_fails_that_request_not_the_key(
+    hook: ChartMogulHook, chartmogul_conn: ChartMogulServer
+) -> None:
+    other = chartmogul_conn.add_customer()["uuid"]
+    hook.add_custom_attributes(SEED_UUID, SEED_CUSTOM)
+    chartmogul_conn.fail_customer(other, 403, body="<html><title>403 Forbidden</title>blocked</html>")
+    with pytest.raises(ChartMogulForbiddenError) as info:
+        hook.add_custom_attributes(other, SEED_CUSTOM)
+    assert not isinstance(info.value, ChartMogulFatalError)
+    assert info.value.status == 403 and not info.value.retryable
+    assert "others like it succeeded" in str(info.value)
+    assert hook.add_custom_attributes(SEED_UUID, SEED_CUSTOM)  # the run can go on
+
+
+def test_a_403_on_the_first_write_is_the_key(hook: ChartMogulHook, chartmogul_conn: ChartMogulServer) -> None:
+    hook.ping()  # a read succeeded: that says nothing about writes
+    chartmogul_conn.fail_customer(SEED_UUID, 403)
+    with pytest.raises(ChartMogulAuthError, match="read-only"):
+        hook.add_custom_attributes(SEED_UUID, SEED_CUSTOM)
+
+
+def test_a_403_to_the_first_read_is_the_key(chartmogul_conn: ChartMogulServer) -> None:
+    # The server's own ping never answers 403: a customer read that does stands in for it (a GET
+    # with nothing succeeded before it, as the operator's ping is).
+    chartmogul_conn.fail_customer("cus_ping", 403, body={"code": 403, "message": "Forbidden", "param": None})
+    with ChartMogulHook() as hook, pytest.raises(ChartMogulAuthError, match="may not read"):
+        hook.request("GET", "/v1/customers/cus_ping")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [{"custom": None}, {"entries": []}, [], {"custom": ["a"]}],
+)
+def test_a_write_whose_answer_has_no_custom_map_is_an_error(
+    hook: ChartMogulHook, chartmogul_conn: ChartMogulServer, answer: object
+) -> None:
+    chartmogul_conn.fail_customer(SEED_UUID, 200, body=answer)
+    with pytest.raises(ChartMogulAPIError, match="a JSON object with a 'custom' map was expected") as info:
+        hook.add_custom_attributes(SEED_UUID, SEED_CUSTOM)
+    assert info.value.method == "POST" and info.value.path and SEED_UUID in info.value.path
+
+
+def test_a_listing_cursor_that_does_not_advance_ends_with_an_error(
+    hook: ChartMogulHook, chartmogul_conn: ChartMogulServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pages = iter([{"entries": [{"uuid": "a"}], "has_more": True, "cursor": "c1"}] * 3)
+    monkeypatch.setattr(hook, "request", lambda *args, **kwargs: next(pages))
+    seen = []
+    with pytest.raises(ChartMogulAPIError, match="the listing did not advance"):
+        for customer in hook.iter_customers():
+            seen.append(customer["uuid"])
+    assert seen == ["a", "a"]
+
+
+@pytest.mark.parametrize(
+    ("value", "rule"),
+    [
+        (float("nan"), "finite"),
+        (float("inf"), "finite"),
+        ("x" * 300, "255"),
+        ("bad \ud800 text", "surrogate"),
+        (2**70, "64-bit"),
+        ([1, 2], "string, number, boolean or timestamp"),
+    ],
+)
+def test_update_checks_values_like_the_seed_and_leaks_no_slot(
+    chartmogul_server: ChartMogulServer, monkeypatch: pytest.MonkeyPatch, value: object, rule: str
+) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CHARTMOGUL_DEFAULT", connection_json(chartmogul_server, max_connections=1)
+    )
+    uuid = chartmogul_server.add_customer(custom={"age": 1})["uuid"]
+    with ChartMogulHook() as hook:
+        for _ in range(3):  # with one connection, a leaked slot would hang the next call
+            with pytest.raises(ChartMogulValidationError, match=rule):
+                hook.update_custom_attributes(uuid, {"age": value})
+        assert hook.engine.concurrency.in_flight == 0
+        assert hook.update_custom_attributes(uuid, {"age": 2}) == {"age": 2}
+    assert [r.method for r in chartmogul_server.requests] == ["PUT"]
+
+
+def test_a_body_that_cannot_be_json_takes_no_slot(
+    chartmogul_server: ChartMogulServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CHARTMOGUL_DEFAULT", connection_json(chartmogul_server, max_connections=1)
+    )
+    with ChartMogulHook() as hook:
+        for _ in range(3):
+            with pytest.raises(ValueError):
+                hook.request("POST", "/v1/customers/x/attributes/custom", json_body={"v": float("nan")})
+        assert hook.engine.concurrency.in_flight == 0
+        assert hook.ping() == "pong!"
