@@ -83,3 +83,13 @@ def test_log_limits_are_checked(server: ChartMogulServer) -> None:
             server.configure(**bad)
     server.configure(request_log_limit=None, request_log_body_bytes=None)
     assert server.config["request_log_limit"] is None
+
+
+def test_records_share_repeated_header_strings(server: ChartMogulServer, api: requests.Session) -> None:
+    api.get(url(server, "/ping"))
+    api.get(url(server, "/ping"))
+    first, second = server.requests
+    assert first.headers == second.headers
+    # One string object for each repeated name and value: a long log holds them once.
+    assert all(first.headers[name] is second.headers[name] for name in first.headers)
+    assert all(a is b for a, b in zip(first.headers, second.headers, strict=True))
