@@ -78,7 +78,7 @@ class CustomerIntake:
             self._start_listing("customer_lookup='listing'")
 
     def close(self) -> None:
-        """Stop the listing and drop the index."""
+        """Stop the listing and drop the index (at the end of the run: nothing is written after)."""
         if self.listing is not None:
             self.listing.stop()
         if self.index is not None:

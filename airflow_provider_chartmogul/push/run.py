@@ -372,7 +372,8 @@ class CustomAttributesPusher:
     def _drain(self, reason: str) -> None:
         """After the run stopped: every record handed out reported, nothing sent, and the input
         not read yet counted without reading it."""
-        self.intake.close()
+        if self.intake.listing is not None:
+            self.intake.listing.stop()
         for future in list(self._pending):
             if future.cancel():
                 _, entry = self._pending.pop(future)

@@ -248,3 +248,26 @@ def test_a_timeout_while_a_slow_upstream_is_read_says_the_input_was_not_read_to_
     assert report["input_complete"] is False
     assert report["records_not_read"] is None
     assert "AirflowTaskTimeout" in report["aborted"]
+
+
+def test_a_stop_while_sync_writes_are_in_flight_keeps_their_answers(
+    server: ChartMogulServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.configure(latency=0.2)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CHARTMOGUL_DEFAULT",
+        connection_json(server, max_connections=WORKERS, max_requests_per_second=1000),
+    )
+    records = [_small_record(i) for i in range(CUSTOMERS)]
+    operator = AddCustomAttributesOperator(
+        task_id="push", customers=records, mode="sync", customer_lookup="listing", max_failures=CUSTOMERS
+    )
+    killer = _kill_after_writes(server, operator, 30)
+    report = _execute(operator, RecordingTI())
+    killer.join(WAIT_SECONDS)
+
+    assert report["aborted"]
+    # The writes in flight at the stop came back into the customer index, which was still open.
+    assert not [f for f in report["failures"] if "unexpected error" in (f["error"] or "")]
+    assert report["succeeded"] >= 1
+    assert report["total"] + report.get("records_not_read", 0) == CUSTOMERS
