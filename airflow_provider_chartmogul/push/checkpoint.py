@@ -191,14 +191,20 @@ class Checkpoint:
         iterator = iter(items)
         head = list(itertools.islice(iterator, HEAD))
         self._start(head)
-        return self._counted(itertools.chain(head, iterator))
+        return self._counted(head, iterator)
 
-    def _counted(self, items: Iterator[Any]) -> Iterator[Any]:
-        count = 0
-        for count, item in enumerate(items, start=1):  # noqa: B007 (the count is read after)
-            yield item
-        self._count = count
-        self._dirty = True
+    def _counted(self, head: list[Any], rest: Iterator[Any]) -> Iterator[Any]:
+        """``head`` then ``rest``, counted; closing it closes ``rest`` (a SQL cursor is released)."""
+        try:
+            count = 0
+            for count, item in enumerate(itertools.chain(head, rest), start=1):  # noqa: B007
+                yield item
+            self._count = count
+            self._dirty = True
+        finally:
+            close = getattr(rest, "close", None)
+            if callable(close):
+                close()
 
     def _start(self, head: list[Any]) -> None:
         self._digest, self._head = input_digest(head), len(head)

@@ -353,6 +353,24 @@ def test_a_streamed_input_is_handed_on_whole_and_counted_at_its_end() -> None:
     assert retry.should_skip(0) and not retry.should_skip(1)
 
 
+def test_closing_a_watched_stream_closes_the_source() -> None:
+    """The run closes an input it stops reading: a SQL cursor must be released through the wrapper."""
+    closed: list[bool] = []
+
+    def source() -> Iterator[Any]:
+        try:
+            yield from records(HEAD * 3)
+        finally:
+            closed.append(True)
+
+    watched = Checkpoint(DictStore()).watch(source())
+    assert isinstance(watched, Iterator)
+    next(watched)
+    watched.close()  # type: ignore[attr-defined]
+
+    assert closed == [True]
+
+
 def test_a_short_input_is_digested_whole() -> None:
     store = DictStore()
     first_try(store, records(3), answered=[0])
