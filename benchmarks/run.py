@@ -14,6 +14,7 @@ errors_503      20 % of answers a random 503 (server trouble, not the parallel l
 errors_500      the same with random 500s;
 shared_account  another integration sends 20 req/s on the same key for the whole run;
 two_tasks       two provider processes pushing on one account at once;
+shared_budget   K = 1, 2, 4, 8 provider processes on one account, with and without the budget on Redis;
 down            ChartMogul unreachable (connection refused): time until the run stops;
 slow_loris      one answer trickles one byte every 1.5 s (timeout 2, 1 retry, budget 5 s);
 daily_sync      N customers, N records of which 5 % changed, mode="sync", vs the official
@@ -37,7 +38,14 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from _faults import section_down, section_errors_500, section_errors_503, section_slow_loris
+from _budget import section_shared_budget
+from _faults import (
+    section_broken_customers,
+    section_down,
+    section_errors_500,
+    section_errors_503,
+    section_slow_loris,
+)
 from _harness import CaseFailed, Results, Runner, Settings, fmt_int, say
 from _memory import section_memory, section_resolution
 from _million import section_million
@@ -56,7 +64,9 @@ SECTIONS: dict[str, Callable[[Runner, Results], None]] = {
     "errors_500": section_errors_500,
     "shared_account": section_shared_account,
     "two_tasks": section_two_tasks,
+    "shared_budget": section_shared_budget,
     "down": section_down,
+    "broken_customers": section_broken_customers,
     "slow_loris": section_slow_loris,
     "daily_sync": section_daily_sync,
     "memory": section_memory,

@@ -17,8 +17,9 @@ from typing import Any
 KEY_PREFIX = "chartmogul:budget:"
 
 # ARGV: task, lease id, sends per window, window (us), connections, lease ttl (us), presence ttl
-# (us), waiting ttl (us), key ttl (ms), now (us; empty: Redis's clock). KEYS: sends, leases, tasks,
-# waiting; a task's own sends and leases live under KEYS[1] / KEYS[2] .. ':' .. task.
+# (us), waiting ttl (us), key ttl (ms), now (us; empty: Redis's clock), then the task's leases
+# released since its last call. KEYS: sends, leases, tasks, waiting; a task's own sends and leases
+# live under KEYS[1] / KEYS[2] .. ':' .. task.
 ACQUIRE = """
 local now = tonumber(ARGV[10])
 if not now then
@@ -30,6 +31,10 @@ local per_window, window = tonumber(ARGV[3]), tonumber(ARGV[4])
 local connections, lease_ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
 local presence_ttl, waiting_ttl, keep = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local sends, leases, tasks, waiting = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+for i = 11, #ARGV do
+  redis.call('ZREM', leases, ARGV[i])
+  redis.call('ZREM', leases .. ':' .. task, ARGV[i])
+end
 
 for _, gone in ipairs(redis.call('ZRANGEBYSCORE', tasks, '-inf', now)) do
   redis.call('DEL', sends .. ':' .. gone, leases .. ':' .. gone)
@@ -57,14 +62,16 @@ end
 
 local used, held = redis.call('ZCARD', sends), redis.call('ZCARD', leases)
 local free_rate, free_leases = per_window - used, connections - held
--- Sends are spaced evenly (one per interval, account-wide): each free slot comes alone, so the
--- shares decide who takes it, and the window never fills in a burst that the next second repeats.
+-- Sends are spaced (one per interval, account-wide): each free slot comes alone, so the shares
+-- decide who takes it, and the window never fills in a burst that the next second repeats. The
+-- pace is a tenth faster than the window allows, so a task alone is paced by its own limiter only.
 local pace = sends .. ':pace'
-local interval = math.floor(window / per_window)
+local interval = math.floor(0.9 * window / per_window)
 local due = tonumber(redis.call('GET', pace) or '0')
--- Within its share a task takes any free slot; beyond it, only what is left once every task
--- waiting below both its shares has had one (each of those is owed the next free slot).
-local rate_ok = now >= due and free_rate > 0 and (mine_sent < rate_share or free_rate > owed)
+-- Within its share a task takes any free slot; beyond it, a send slot only while no task waits
+-- below both its shares (each of those is owed the next one), and a connection only if more are
+-- free than such tasks wait.
+local rate_ok = now >= due and free_rate > 0 and (mine_sent < rate_share or owed == 0)
 local lease_ok = free_leases > 0 and (mine_held < lease_share or free_leases > owed)
 
 local wait = 0
@@ -74,19 +81,24 @@ if rate_ok and lease_ok then
   redis.call('ZADD', leases, now + lease_ttl, lease)
   redis.call('ZADD', leases .. ':' .. task, now + lease_ttl, lease)
   redis.call('ZREM', waiting, task)
-  -- A send that comes a little late does not push the next ones back (half an interval at most).
-  redis.call('SET', pace, math.max(due, now - math.floor(interval / 2)) + interval, 'PX', keep)
+  -- A send that comes a little late does not push the next ones back (5 ms at most).
+  local late = math.min(math.floor(interval / 2), 5000)
+  redis.call('SET', pace, math.max(due, now - late) + interval, 'PX', keep)
 else
   redis.call('ZADD', waiting, now + waiting_ttl, task)
   if not rate_ok then
     if now < due then
       wait = due - now
+    elseif mine_sent >= rate_share then
+      -- At its share: nothing for it until its own oldest send leaves the window.
+      local oldest = redis.call('ZRANGE', sends .. ':' .. task, 0, 0, 'WITHSCORES')
+      wait = oldest[2] and (tonumber(oldest[2]) + window - now) or interval
     elseif free_rate <= 0 then
       -- Until the oldest send in the window leaves it.
       local oldest = redis.call('ZRANGE', sends, 0, 0, 'WITHSCORES')
       wait = oldest[2] and (tonumber(oldest[2]) + window - now) or interval
     else
-      wait = interval  -- the next slot is owed to a task below its share: ask again after it
+      wait = interval  -- the next slot may be owed to a task below its share
     end
     wait = math.max(1, wait)
   end
@@ -118,10 +130,12 @@ end
 return kept
 """
 
-# ARGV: task, lease id. KEYS: leases.
+# ARGV: task, lease ids... KEYS: leases.
 RELEASE = """
-redis.call('ZREM', KEYS[1], ARGV[2])
-redis.call('ZREM', KEYS[1] .. ':' .. ARGV[1], ARGV[2])
+for i = 2, #ARGV do
+  redis.call('ZREM', KEYS[1], ARGV[i])
+  redis.call('ZREM', KEYS[1] .. ':' .. ARGV[1], ARGV[i])
+end
 return 1
 """
 
@@ -165,7 +179,7 @@ class Timings:
     window: float = 1.01  # a send counts for a second, and 10 ms for its way to ChartMogul
     lease_ttl: float = 6.0  # renewed every second while held; a killed worker's leases go after it
     presence_ttl: float = 5.0  # a task counts for fair shares until this long after it was last seen
-    waiting_ttl: float = 0.25  # a task waiting for a slot is owed one until this long after asking
+    waiting_ttl: float = 0.3  # a task waiting for a slot is owed one until this long after asking
     key_ttl: float = 120.0  # an unused budget leaves Redis
 
 
@@ -198,9 +212,17 @@ class RedisBudgetStore:
         self._leave = client.register_script(LEAVE)
 
     def acquire(
-        self, task: str, lease: str, *, per_window: int, connections: int, now: float | None = None
+        self,
+        task: str,
+        lease: str,
+        *,
+        per_window: int,
+        connections: int,
+        released: Sequence[str] = (),
+        now: float | None = None,
     ) -> Decision:
-        """Take a send slot and a connection lease for ``task``, or learn why not."""
+        """Take a send slot and a connection lease for ``task``, or learn why not; ``released``
+        leases of the task are given back first (in the same call)."""
         t = self.timings
         args = [
             task,
@@ -213,6 +235,7 @@ class RedisBudgetStore:
             _micros(t.waiting_ttl),
             _micros(t.key_ttl) // 1000,
             "" if now is None else _micros(now),
+            *released,
         ]
         admitted, wait, active, sent, held, at = self._acquire(
             keys=[self.sends, self.leases, self.tasks, self.waiting], args=args
@@ -234,9 +257,9 @@ class RedisBudgetStore:
         ]
         return int(self._renew(keys=[self.leases, self.tasks, self.sends], args=args))
 
-    def release(self, task: str, lease: str) -> None:
-        """The lease's request is over."""
-        self._release(keys=[self.leases], args=[task, lease])
+    def release(self, task: str, leases: Sequence[str]) -> None:
+        """The leases' requests are over."""
+        self._release(keys=[self.leases], args=[task, *leases])
 
     def leave(self, task: str, leases: Sequence[str] = ()) -> None:
         """``task`` is done: its leases and its place in the fair shares go at once."""

@@ -28,13 +28,20 @@ from airflow_provider_chartmogul.exceptions import shorten
 # digest useless anywhere else, and 16 hex digits (64 bits) keep two accounts apart.
 _NAME_HMAC_KEY = b"airflow-provider-chartmogul/shared-budget/v1"
 NAME_DIGEST_CHARS = 16
-# Longest pause between two questions to the store; a task waiting for a slot is owed one only
-# while it keeps asking (budget_store.Timings.waiting_ttl is several of these).
-MAX_POLL = 0.05
+# Longest pause between two questions to the store, so a task notices others leaving; a task
+# waiting below its share is owed a slot only while it keeps asking (budget_store.Timings.waiting_ttl
+# is longer than this).
+MAX_POLL = 0.2
 # A connection comes back when an answer does, at no time the store can tell: poll, from this
-# fast to MAX_POLL.
+# fast to MAX_LEASE_POLL.
 FIRST_LEASE_POLL = 0.002
+MAX_LEASE_POLL = 0.02
 RENEW_EVERY = 1.0
+# A released lease goes back with the task's next question to the store, or after this long on the
+# background thread, whichever comes first: one round trip per request instead of two. When
+# connections are scarce (a task was refused one, or most are held) it goes back at once.
+RELEASE_DELAY = 0.03
+SCARCE = 0.75
 # When the store fails, each task assumes at least this many tasks share the account.
 FALLBACK_TASKS = 4
 
@@ -50,9 +57,11 @@ class BudgetStore(Protocol):
 
     name: str
 
-    def acquire(self, task: str, lease: str, *, per_window: int, connections: int) -> Decision: ...
+    def acquire(
+        self, task: str, lease: str, *, per_window: int, connections: int, released: list[str]
+    ) -> Decision: ...
     def renew(self, task: str, leases: list[str]) -> int: ...
-    def release(self, task: str, lease: str) -> None: ...
+    def release(self, task: str, leases: list[str]) -> None: ...
     def leave(self, task: str, leases: list[str]) -> None: ...
 
 
@@ -121,8 +130,9 @@ class SharedBudget:
     :param where: names the store in the log (e.g. ``Redis connection 'budget_redis'``).
     :param clock: seconds, monotonic; ``wait`` blocks on an event for at most a timeout (both
         injected in tests).
-    :param renew_every: seconds between lease renewals on a thread of its own; ``None``: the caller
-        calls :meth:`renew` (tests).
+    :param renew_every: seconds between lease renewals on a thread of its own, which also gives
+        back released leases no question to the store took along; ``None``: no thread, the caller
+        calls :meth:`renew` and :meth:`flush` (tests).
     """
 
     def __init__(
@@ -151,6 +161,9 @@ class SharedBudget:
         self._turn = threading.Lock()
         self._lock = threading.Lock()
         self._held: set[str] = set()
+        self._released: list[str] = []
+        self._scarce = False
+        self._release_due = threading.Event()
         self._cancelled = threading.Event()
         self._closed = threading.Event()
         self._renewer: threading.Thread | None = None
@@ -195,17 +208,23 @@ class SharedBudget:
                 if self._fallback is not None:
                     return False
                 lease_id = f"{self.task}:{next(self._ids)}"
+                with self._lock:
+                    released, self._released = self._released, []
                 try:
                     decision = self.store.acquire(
                         self.task,
                         lease_id,
                         per_window=self.limits.per_window,
                         connections=self.limits.leases,
+                        released=released,
                     )
                 except self._errors as exc:
                     self._fall_back(exc)
                     return False
                 self._tasks_seen = max(self._tasks_seen, decision.active)
+                self._scarce = (not decision.admitted and decision.wait == 0) or (
+                    decision.held + 1 >= SCARCE * self.limits.leases
+                )
                 if decision.admitted:
                     with self._lock:
                         self._held.add(lease_id)
@@ -213,7 +232,7 @@ class SharedBudget:
                 if decision.wait > 0:
                     pause = min(decision.wait, MAX_POLL)
                 else:
-                    pause, lease_poll = lease_poll, min(2 * lease_poll, MAX_POLL)
+                    pause, lease_poll = lease_poll, min(2 * lease_poll, MAX_LEASE_POLL)
                 now = self._clock()
                 if give_up is not None:
                     if now >= give_up:
@@ -251,10 +270,19 @@ class SharedBudget:
             return
         with self._lock:
             self._held.discard(lease.id)
-        if self._fallback is not None:
-            return  # the store failed: the lease expires there on its own
+            if self._fallback is not None:
+                return  # the store failed: the lease expires there on its own
+            self._released.append(lease.id)
+        self._release_due.set()
+
+    def flush(self) -> None:
+        """Give back the released leases that no question to the store took along yet."""
+        with self._lock:
+            released, self._released = self._released, []
+        if not released or self._fallback is not None:
+            return
         try:
-            self.store.release(self.task, lease.id)
+            self.store.release(self.task, released)
         except self._errors as exc:
             self._fall_back(exc)
 
@@ -325,10 +353,17 @@ class SharedBudget:
 
     def _keep_renewing(self) -> None:
         assert self._renew_every is not None
-        while not self._closed.wait(self._renew_every):
-            if self._fallback is not None:
-                return
-            self.renew()
+        renew_at = self._clock() + self._renew_every
+        while not self._closed.is_set() and self._fallback is None:
+            self._release_due.wait(max(0.0, renew_at - self._clock()))
+            if self._release_due.is_set():
+                self._release_due.clear()
+                if not self._scarce:
+                    self._closed.wait(RELEASE_DELAY)
+                self.flush()
+            if self._clock() >= renew_at:
+                self.renew()
+                renew_at = self._clock() + self._renew_every
 
     # ---- stopping --------------------------------------------------------------------------------
 
@@ -343,11 +378,13 @@ class SharedBudget:
     def close(self) -> None:
         """Leave the budget: this task's leases and its place in the fair shares go at once."""
         self._closed.set()
+        self._release_due.set()
         renewer = self._renewer
         if renewer is not None and renewer is not threading.current_thread():
             renewer.join(timeout=5)
         with self._lock:
-            held, self._held = sorted(self._held), set()
+            held, self._held = sorted(self._held) + self._released, set()
+            self._released = []
         if self._fallback is None and (held or self._renewer is not None):
             with contextlib.suppress(*self._errors):  # what it held expires on its own
                 self.store.leave(self.task, held)

@@ -15,6 +15,7 @@ from airflow_provider_chartmogul.client.budget_store import Decision
 from airflow_provider_chartmogul.client.send_control import SendCancelled
 from airflow_provider_chartmogul.client.shared_budget import (
     FALLBACK_TASKS,
+    MAX_LEASE_POLL,
     MAX_POLL,
     BudgetLimits,
     SharedBudget,
@@ -42,16 +43,18 @@ class FakeStore:
         if self.fail is not None:
             raise self.fail
 
-    def acquire(self, task: str, lease: str, *, per_window: int, connections: int) -> Decision:
-        self._call("acquire", lease, per_window, connections)
+    def acquire(
+        self, task: str, lease: str, *, per_window: int, connections: int, released: list[str]
+    ) -> Decision:
+        self._call("acquire", lease, per_window, connections, tuple(released))
         return self.decisions.popleft() if self.decisions else Decision(True, 0.0, 1, 0, 0, 0.0)
 
     def renew(self, task: str, leases: list[str]) -> int:
         self._call("renew", tuple(leases))
         return len(leases)
 
-    def release(self, task: str, lease: str) -> None:
-        self._call("release", lease)
+    def release(self, task: str, leases: list[str]) -> None:
+        self._call("release", tuple(leases))
 
     def leave(self, task: str, leases: list[str]) -> None:
         self._call("leave", tuple(leases))
@@ -117,7 +120,7 @@ def test_a_free_slot_is_taken_at_once_with_the_limits_and_a_fresh_lease_id() -> 
     first, second = budget.acquire(), budget.acquire()
     assert first is not None and second is not None and first.id != second.id
     assert [c[0] for c in store.calls] == ["acquire", "acquire"]
-    assert store.calls[0][2:] == (39, 18)
+    assert store.calls[0][2:] == (39, 18, ())
     assert fake.pauses == []
 
 
@@ -131,7 +134,7 @@ def test_a_missing_connection_is_polled_faster_at_first() -> None:
     store, fake = FakeStore([denied(0.0)] * 8), FakeTime()
     assert _budget(store, fake).acquire() is not None
     assert fake.pauses[0] < fake.pauses[1] < fake.pauses[2]
-    assert max(fake.pauses) == pytest.approx(MAX_POLL)
+    assert max(fake.pauses) == pytest.approx(MAX_LEASE_POLL)
 
 
 def test_no_slot_within_the_timeout_is_none_and_no_lease_is_held() -> None:
@@ -151,7 +154,8 @@ def test_leases_are_renewed_until_released_and_given_back_on_close() -> None:
     budget.renew()
     assert store.calls[-1] == ("renew", tuple(sorted([a.id, b.id])))
     a.release()
-    assert store.calls[-1] == ("release", a.id)
+    budget.flush()
+    assert store.calls[-1] == ("release", (a.id,))
     budget.renew()
     assert store.calls[-1] == ("renew", (b.id,))
     budget.close()
@@ -235,9 +239,10 @@ def test_a_failing_release_or_renewal_falls_back_too() -> None:
     budget = _budget(store, fake)
     lease = budget.acquire()
     assert lease is not None
+    budget.release(lease)
     store.fail = OSError("reset")
     with pytest.raises(OSError):  # not one of the store's errors: a bug, raised as it is
-        budget.release(lease)
+        budget.flush()
     store.fail = StoreDown("reset")
     budget.renew()
     assert budget.degraded
@@ -265,10 +270,13 @@ def test_the_renewing_thread_stops_on_close() -> None:
 
 def test_a_lease_is_given_back_once_however_often_it_is_released() -> None:
     store, fake = FakeStore(), FakeTime()
-    lease = _budget(store, fake).acquire()
+    budget = _budget(store, fake)
+    lease = budget.acquire()
     assert lease is not None
     lease.release()
     lease.release()
+    budget.flush()
+    budget.flush()
     assert [c[0] for c in store.calls] == ["acquire", "release"]
 
 
@@ -285,7 +293,39 @@ def test_it_is_a_gate_of_the_send_control() -> None:
     ticket = control.on_sending_request()
     assert ticket is not None and [c[0] for c in store.calls] == ["acquire"]
     ticket.release()
+    budget.flush()
     assert [c[0] for c in store.calls] == ["acquire", "release"]
     control.cancel()
     with pytest.raises(SendCancelled):
         budget.acquire()
+
+
+def test_a_released_lease_goes_back_with_the_next_question() -> None:
+    store, fake = FakeStore(), FakeTime()
+    budget = _budget(store, fake)
+    first = budget.acquire()
+    assert first is not None
+    first.release()
+    assert budget.acquire() is not None
+    assert store.calls[-1][0] == "acquire" and store.calls[-1][-1] == (first.id,)
+    budget.flush()
+    assert store.calls[-1][0] == "acquire"  # nothing left to give back
+
+
+def test_the_background_thread_gives_back_what_no_question_took() -> None:
+    store = FakeStore()
+    budget = SharedBudget(store, BudgetLimits(39, 18), errors=(StoreDown,), renew_every=30)
+    lease = budget.acquire()
+    assert lease is not None
+    lease.release()
+    _wait_for(lambda: ("release", (lease.id,)) in store.calls)
+    budget.close()
+
+
+def _wait_for(condition: Any) -> None:
+    done = threading.Event()
+    for _ in range(3000):
+        if condition():
+            return
+        done.wait(0.01)
+    raise AssertionError("not within 30 s")
