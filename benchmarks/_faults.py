@@ -1,5 +1,6 @@
 """Scenarios where ChartMogul misbehaves: 20 % random 503s or 500s (server trouble, not load),
-ChartMogul down (connection refused), and a slow-loris answer."""
+ChartMogul down (connection refused), customers that always answer 500 (ChartMogul up), and a
+slow-loris answer."""
 
 from __future__ import annotations
 
@@ -138,6 +139,48 @@ def section_down(runner: Runner, results: Results) -> None:
         "all",
         check["unreported"] == 0 and check["lost"] == 0,
     )
+
+
+BROKEN_CUSTOMERS = 30
+BROKEN_HEALTHY = 500
+
+
+def section_broken_customers(runner: Runner, results: Results) -> None:
+    """Issue 17's first row: the first 30 customers always answer 500, ChartMogul is otherwise
+    up. The run must write the other 500 and fail only the 30 (max_failures=30), at defaults."""
+    section = "broken_customers"
+    count = BROKEN_CUSTOMERS + BROKEN_HEALTHY
+    heading(
+        section,
+        f"{fmt_int(count)} customers, the first {BROKEN_CUSTOMERS} always answer 500 (ChartMogul up), "
+        f"max_failures={BROKEN_CUSTOMERS}",
+    )
+    server = runner.server_at_limits(section)
+    with server:
+        server.seed(server_customers(count))
+        for i in range(BROKEN_CUSTOMERS):
+            server.admin("POST", "fail_customer", {"uuid": customer_uuid(i), "status": 500})
+        say(f"   server: {server.describe()}; provider at defaults ...")
+        result, log, check = push(runner, server, count, operator={"max_failures": BROKEN_CUSTOMERS})
+    wall = result["wall_seconds"]
+    say(
+        f"   {result['succeeded']}/{result['customers']} succeeded, {result['failed']} failed in "
+        f"{wall:.1f} s; aborted: {result.get('aborted') or '-'}"
+    )
+    say_provider(result)
+    results.sections[section] = {"provider": result, "check": check}
+    results.panels.append(panel(f"{BROKEN_CUSTOMERS} customers always answer 500", log))
+    results.target(
+        section,
+        f"{BROKEN_CUSTOMERS} broken customers: the rest written, the task succeeds",
+        f"{fmt_int(result['succeeded'])} written, {result['failed']} failed, "
+        f"{'stopped' if result.get('aborted') else 'not stopped'}",
+        f"{BROKEN_HEALTHY} written, {BROKEN_CUSTOMERS} failed",
+        result["succeeded"] == BROKEN_HEALTHY
+        and result["failed"] == BROKEN_CUSTOMERS
+        and not result.get("aborted"),
+    )
+    nothing_lost(results, section, check)
 
 
 def section_slow_loris(runner: Runner, results: Results) -> None:

@@ -39,7 +39,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from _budget import section_shared_budget
-from _faults import section_down, section_errors_500, section_errors_503, section_slow_loris
+from _faults import (
+    section_broken_customers,
+    section_down,
+    section_errors_500,
+    section_errors_503,
+    section_slow_loris,
+)
 from _harness import CaseFailed, Results, Runner, Settings, fmt_int, say
 from _memory import section_memory, section_resolution
 from _million import section_million
@@ -60,6 +66,7 @@ SECTIONS: dict[str, Callable[[Runner, Results], None]] = {
     "two_tasks": section_two_tasks,
     "shared_budget": section_shared_budget,
     "down": section_down,
+    "broken_customers": section_broken_customers,
     "slow_loris": section_slow_loris,
     "daily_sync": section_daily_sync,
     "memory": section_memory,
