@@ -508,7 +508,7 @@ def test_plain_http_tricks_refused(monkeypatch: pytest.MonkeyPatch, host: str) -
     monkeypatch.setenv(
         "AIRFLOW_CONN_CM", json.dumps({"conn_type": "chartmogul", "host": host, "password": FAKE_KEY})
     )
-    with pytest.raises(ChartMogulConfigurationError, match="plain http|holds credentials"):
+    with pytest.raises(ChartMogulConfigurationError, match=r"plain http|holds credentials"):
         ChartMogulHook("cm").settings  # noqa: B018
 
 
