@@ -298,6 +298,9 @@ class Transport:
         except FutureTimeout:
             exchange.abandon()
             raise NoAnswer("Timeout", timeout=True) from None
+        except BaseException:  # the caller was interrupted (a task timeout): end the exchange too
+            exchange.abandon()
+            raise
 
     def _run(
         self,

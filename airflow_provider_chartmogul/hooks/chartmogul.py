@@ -229,7 +229,10 @@ class ChartMogulHook(BaseHook):
         :param path: the path under the base URL, starting with ``/v1/``; callers encode segments.
         :param priority: go ahead of other requests waiting for a send slot (listing pages that
             writes wait for).
-        :raises ChartMogulAuthError: 401 or 403.
+        :raises ChartMogulAuthError: 401, or a 403 before any request of its kind (read, write)
+            succeeded with this key.
+        :raises ChartMogulForbiddenError: a 403 after requests of its kind succeeded: this one
+            request was refused, not the key (not fatal).
         :raises ChartMogulTLSError: the server's certificate was refused.
         :raises ChartMogulUnavailableError: nothing succeeded for a while (the circuit breaker).
         :raises ChartMogulCancelledError: :meth:`cancel` was called.
