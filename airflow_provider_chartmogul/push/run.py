@@ -110,20 +110,20 @@ class CustomAttributesPusher:
     # ---- one record (runs in a worker thread) ---------------------------------------------------
 
     def _write(
-        self, record: CustomerRecord, uuid: str, current: dict[str, Any] | None
+        self, record: CustomerRecord, uuid: str, current: dict[str, Any] | None, plan: Plan | None = None
     ) -> tuple[Outcome, dict[str, Any] | None]:
-        """Plan and write one record; its outcome and the customer's attributes after it (None
-        when unknown or unchanged)."""
+        """Plan (unless ``plan`` is given) and write one record; its outcome and the customer's
+        attributes after it (None when unknown or unchanged)."""
         try:
-            if current is None and self.options.needs_state:
-                current = self.resolver.current_attributes(uuid)
-            decided = self._decide(record, uuid, current)
-            if isinstance(decided, Outcome):
-                return decided, None
-            after = None if self.options.dry_run else self._apply(uuid, decided, current)
-            return Outcome(
-                "succeeded", record.label, record, customer_uuid=uuid, changes=decided.changes
-            ), after
+            if plan is None:
+                if current is None and self.options.needs_state:
+                    current = self.resolver.current_attributes(uuid)
+                decided = self._decide(record, uuid, current)
+                if isinstance(decided, Outcome):
+                    return decided, None
+                plan = decided
+            after = None if self.options.dry_run else self._apply(uuid, plan, current)
+            return Outcome("succeeded", record.label, record, customer_uuid=uuid, changes=plan.changes), after
         except ChartMogulFatalError:
             raise
         except ResolutionError as exc:
@@ -279,9 +279,13 @@ class CustomAttributesPusher:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _release_and_submit(self, max_pending: int) -> None:
-        self._ready.extend(self.intake.order.runnable())
-        while self._ready and len(self._pending) < max_pending and self._abort is None:
-            self._submit_write(self._ready.popleft())
+        # Records decided here finish at once and may release the next of their customer's.
+        while True:
+            self._ready.extend(self.intake.order.runnable())
+            while self._ready and len(self._pending) < max_pending and self._abort is None:
+                self._submit_write(self._ready.popleft())
+            if self._ready or self._abort is not None or not self.intake.order.has_runnable():
+                return
 
     def _submit_lookup(self, entry: Entry) -> None:
         assert self._executor is not None
@@ -289,15 +293,26 @@ class CustomAttributesPusher:
 
     def _submit_write(self, entry: Entry) -> None:
         assert self._executor is not None and entry.uuid is not None
-        current = None
-        if entry.listed:
-            current = self.intake.listed_state(entry.uuid)
-            if current is None:
-                record = entry.record
-                error = f"no ChartMogul customer has customer_uuid {entry.uuid!r}"
-                self._done(entry, Outcome.failure("resolution", record.label, record, error, http_status=404))
-                return
-        self._track(self._executor.submit(self._write, entry.record, entry.uuid, current), "write", entry)
+        record, uuid = entry.record, entry.uuid
+        if not entry.listed:
+            self._track(self._executor.submit(self._write, record, uuid, None), "write", entry)
+            return
+        # The state is at hand: decide here, and hand a worker only what is to be sent (most
+        # customers of a daily sync have nothing to send).
+        current = self.intake.listed_state(uuid)
+        if current is None:
+            error = f"no ChartMogul customer has customer_uuid {uuid!r}"
+            self._done(entry, Outcome.failure("resolution", record.label, record, error, http_status=404))
+            return
+        decided = self._decide(record, uuid, current)
+        if isinstance(decided, Outcome):
+            self._done(entry, decided)
+        elif self.options.dry_run or not decided.writes:
+            self._done(
+                entry, Outcome("succeeded", record.label, record, customer_uuid=uuid, changes=decided.changes)
+            )
+        else:
+            self._track(self._executor.submit(self._write, record, uuid, current, decided), "write", entry)
 
     def _track(self, future: Future[Any], kind: str, entry: Entry) -> None:
         self._pending[future] = (kind, entry)

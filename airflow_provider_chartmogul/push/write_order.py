@@ -131,6 +131,10 @@ class CustomerOrder:
         if uuid in self._chains:
             self._dirty.add(uuid)
 
+    def has_runnable(self) -> bool:
+        """Whether :meth:`runnable` may have records to start (something changed since it ran)."""
+        return bool(self._dirty) or self._unblocked
+
     def touch_all(self) -> None:
         self._dirty.update(self._chains)
 
