@@ -182,20 +182,24 @@ class _Exchange:
             sock.shutdown(socket.SHUT_RDWR)
 
 
-class _TrackedHTTPConnection(urllib3.connection.HTTPConnection):
-    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        super().request(*args, **kwargs)
+class _Tracked:
+    """Tells the exchange on this thread which socket its request was written on."""
+
+    sock: socket.socket | None
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        super().request(*args, **kwargs)  # type: ignore[misc]
         exchange = getattr(_tracking, "exchange", None)
         if exchange is not None:
             exchange.attach(self.sock)
 
 
-class _TrackedHTTPSConnection(urllib3.connection.HTTPSConnection):
-    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        super().request(*args, **kwargs)
-        exchange = getattr(_tracking, "exchange", None)
-        if exchange is not None:
-            exchange.attach(self.sock)
+class _TrackedHTTPConnection(_Tracked, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _TrackedHTTPSConnection(_Tracked, urllib3.connection.HTTPSConnection):
+    pass
 
 
 class _TrackedHTTPPool(urllib3.HTTPConnectionPool):
