@@ -165,6 +165,8 @@ class RequestEngine:
         self._cancelled = threading.Event()
         self._cancel_reason = ""
         self._call = threading.local()
+        self._in_backoff = 0
+        self._backoff_lock = threading.Lock()
         self._retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(settings.max_retries + 1)
             | tenacity.stop_before_delay(settings.retry_budget),
@@ -186,8 +188,22 @@ class RequestEngine:
     def cancelled(self) -> bool:
         return self._cancelled.is_set()
 
+    @property
+    def in_backoff(self) -> int:
+        """Requests waiting out a retry's back-off now: each holds its caller's thread, and nothing
+        else (no connection slot, no send slot, no lease)."""
+        return self._in_backoff
+
     def _sleep(self, seconds: float) -> None:
-        # Between attempts nothing is held: no connection slot, no send slot, no lease.
+        with self._backoff_lock:
+            self._in_backoff += 1
+        try:
+            self._wait_between_attempts(seconds)
+        finally:
+            with self._backoff_lock:
+                self._in_backoff -= 1
+
+    def _wait_between_attempts(self, seconds: float) -> None:
         self._cancelled.wait(seconds)  # a cancel cuts the wait short; the next attempt then refuses
 
     def _refuse_if_stopped(self, method: str, path: str) -> None:

@@ -159,6 +159,14 @@ class ChartMogulHook(BaseHook):
         """How many requests this hook lets be in flight at once."""
         return self.settings.max_connections
 
+    @property
+    def requests_in_backoff(self) -> int:
+        """How many of this hook's callers are waiting out a retry's back-off now. Such a caller
+        holds its own thread and no connection slot: a caller with a pool of threads can run this
+        many more at once without exceeding :attr:`max_connections` requests in flight."""
+        engine = self._engine
+        return 0 if engine is None else engine.in_backoff
+
     def get_conn(self) -> requests.Session:
         """The hook's pooled session (created on first use), ready for calls this hook lacks."""
         return self.engine.transport.session

@@ -233,12 +233,12 @@ class _HeldBackoff(RequestEngine):
     """An engine whose back-off waits until the test lets it go."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.in_backoff = threading.Event()
+        self.backing_off = threading.Event()
         self.go_on = threading.Event()
         super().__init__(*args, **kwargs)
 
-    def _sleep(self, seconds: float) -> None:
-        self.in_backoff.set()
+    def _wait_between_attempts(self, seconds: float) -> None:
+        self.backing_off.set()
         assert self.go_on.wait(30)
 
 
@@ -255,13 +255,15 @@ def test_a_request_waiting_to_retry_holds_no_connection_slot(chartmogul_server: 
             target=lambda: results.append(engine.request("GET", f"/v1/customers/{uuid}/attributes"))
         )
         thread.start()
-        assert engine.in_backoff.wait(30)
+        assert engine.backing_off.wait(30)
         # The only connection slot is free while the other request waits to retry.
         assert engine.concurrency.in_flight == 0
+        assert engine.in_backoff == 1
         assert engine.request("GET", "/v1/ping") == {"data": "pong!"}
         engine.go_on.set()
         thread.join(30)
         assert results and "custom" in results[0]
+        assert engine.in_backoff == 0
     finally:
         engine.go_on.set()
         engine.close()
