@@ -119,11 +119,6 @@ class ChartMogulAPIError(AirflowException):
             retryable=self.retryable,
         )
 
-    def refresh_message(self) -> None:
-        """Deprecated: re-renders the message after ``api_message`` was edited. Build a new error
-        with :meth:`with_note` instead; kept until every caller has moved."""
-        self.args = (self._format(),)
-
     def _format(self) -> str:
         where = f"ChartMogul {self.method} {self.path}" if self.method else "ChartMogul"
         status = f"HTTP {self.status}" if self.status is not None else "no answer"
