@@ -37,10 +37,10 @@ MAX_POLL = 0.2
 FIRST_LEASE_POLL = 0.002
 MAX_LEASE_POLL = 0.02
 RENEW_EVERY = 1.0
-# A released lease goes back with the task's next question to the store, or after this long on the
-# background thread, whichever comes first: one round trip per request instead of two. When
-# connections are scarce (a task was refused one, or most are held) it goes back at once.
-RELEASE_DELAY = 0.03
+# A released lease goes back with the task's next question to the store, or at the background
+# thread's next tick (this often), whichever comes first: one round trip per request instead of
+# two. When connections are scarce (a task was refused one, or most are held) it goes back at once.
+RELEASE_DELAY = 0.1
 SCARCE = 0.75
 # When the store fails, each task assumes at least this many tasks share the account.
 FALLBACK_TASKS = 4
@@ -162,6 +162,7 @@ class SharedBudget:
         self._lock = threading.Lock()
         self._held: set[str] = set()
         self._released: list[str] = []
+        self._released_since = 0.0
         self._scarce = False
         self._release_due = threading.Event()
         self._cancelled = threading.Event()
@@ -272,12 +273,18 @@ class SharedBudget:
             self._held.discard(lease.id)
             if self._fallback is not None:
                 return  # the store failed: the lease expires there on its own
+            if not self._released:
+                self._released_since = self._clock()
             self._released.append(lease.id)
-        self._release_due.set()
+        if self._scarce:
+            self._release_due.set()
 
-    def flush(self) -> None:
-        """Give back the released leases that no question to the store took along yet."""
+    def flush(self, *, older_than: float = 0.0) -> None:
+        """Give back the released leases that no question to the store took along yet (only if
+        the first of them was released at least ``older_than`` seconds ago)."""
         with self._lock:
+            if not self._released or self._clock() - self._released_since < older_than:
+                return
             released, self._released = self._released, []
         if not released or self._fallback is not None:
             return
@@ -355,12 +362,9 @@ class SharedBudget:
         assert self._renew_every is not None
         renew_at = self._clock() + self._renew_every
         while not self._closed.is_set() and self._fallback is None:
-            self._release_due.wait(max(0.0, renew_at - self._clock()))
-            if self._release_due.is_set():
-                self._release_due.clear()
-                if not self._scarce:
-                    self._closed.wait(RELEASE_DELAY)
-                self.flush()
+            scarce = self._release_due.wait(RELEASE_DELAY)
+            self._release_due.clear()
+            self.flush(older_than=0.0 if scarce else RELEASE_DELAY)
             if self._clock() >= renew_at:
                 self.renew()
                 renew_at = self._clock() + self._renew_every

@@ -152,6 +152,8 @@ class ChartMogulHook(BaseHook):
                     settings = build_settings(conn, overrides=self._overrides)
                     register_secret(settings.api_key)
                     self._settings = settings
+                    # The budget's Redis connection is read with the ChartMogul one (nothing is sent).
+                    self._budget = open_shared_budget(settings, self.get_connection, logger=self.log)
         return self._settings
 
     @property
@@ -179,7 +181,8 @@ class ChartMogulHook(BaseHook):
             settings = self.settings
             with self._setup_lock:
                 if self._engine is None:
-                    self._budget = open_shared_budget(settings, self.get_connection, logger=self.log)
+                    if self._budget is None:  # closed before
+                        self._budget = open_shared_budget(settings, self.get_connection, logger=self.log)
                     gates = [self._budget] if self._budget is not None else []
                     self._engine = RequestEngine(settings, self.stats, log=self.log, gates=gates)
                     if self._cancelled.is_set():
@@ -189,8 +192,8 @@ class ChartMogulHook(BaseHook):
 
     @property
     def shared_budget(self) -> SharedBudget | None:
-        """The account-wide budget this hook's requests take their slots from (once the first
-        request is sent), or ``None`` without one; ``shared_budget.status()`` is for the report."""
+        """The account-wide budget this hook's requests take their slots from (once its settings
+        are read), or ``None`` without one; ``shared_budget.status()`` is for the report."""
         return self._budget
 
     def cancel(self, reason: str = "the task was stopped") -> None:
@@ -214,8 +217,9 @@ class ChartMogulHook(BaseHook):
             engine, self._engine = self._engine, None
         if engine is not None:
             engine.close()
-        if self._budget is not None:
-            self._budget.close()
+        budget, self._budget = self._budget, None
+        if budget is not None:
+            budget.close()
 
     def __enter__(self) -> ChartMogulHook:
         return self
