@@ -18,6 +18,7 @@ from airflow_provider_chartmogul.exceptions import (
 )
 from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
 from airflow_provider_chartmogul.push import dead_letter
+from airflow_provider_chartmogul.push.checkpoint import Checkpoint
 from airflow_provider_chartmogul.push.options import (
     Clear,
     CustomerLookup,
@@ -224,9 +225,17 @@ class AddCustomAttributesOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         options = dataclasses.replace(self.options, source=self.source)  # the rendered source
         records = self._records(options)
-        report = self._push(context, records, options)
+        checkpoint = Checkpoint.from_context(
+            context,
+            enabled=options.resume and not options.dry_run,
+            interval=options.checkpoint_interval,
+            log=self.log,
+        )
+        report = self._push(context, records, options, checkpoint)
         result = self._publish(context, report)
-        return self._decide(report, result)
+        result = self._decide(report, result)
+        checkpoint.finish()  # the task succeeds: a later run of it starts from the top
+        return result
 
     # ---- the steps of execute ------------------------------------------------------------------
 
@@ -261,17 +270,19 @@ class AddCustomAttributesOperator(BaseOperator):
         )
         return records
 
-    def _push(self, context: Context, records: Iterable[Any], options: PushOptions) -> RunReport:
+    def _push(
+        self, context: Context, records: Iterable[Any], options: PushOptions, checkpoint: Checkpoint
+    ) -> RunReport:
         """Run the push; a run that stopped early publishes its partial report and raises."""
         with self.hook as hook:
-            pusher = CustomAttributesPusher(hook, options, log=self.log)  # type: ignore[arg-type]
+            pusher = CustomAttributesPusher(hook, options, log=self.log, checkpoint=checkpoint)  # type: ignore[arg-type]
             self._running = (hook, pusher)
             if self._kill_reason is not None:  # on_kill came before the run started
                 self._stop_run(self._kill_reason)
             try:
                 report = pusher.run(records)
             except RunAborted as exc:
-                message = self._stopped_message(exc.report, exc.__cause__)
+                message = self._stopped_message(exc.report, exc.__cause__, checkpoint.active)
                 self.log.warning("%s", message)
                 self._publish(context, exc.report)
                 raise self._stopped_error(message, exc.report, exc.__cause__) from None
@@ -279,7 +290,7 @@ class AddCustomAttributesOperator(BaseOperator):
                 # AirflowTaskTimeout, Airflow 2's AirflowTaskTerminated: the run stopped itself and
                 # left what it did in its report; that report outlives the task, then the error goes on.
                 if pusher.report.aborted is not None:
-                    self.log.warning("%s", self._stopped_message(pusher.report, exc))
+                    self.log.warning("%s", self._stopped_message(pusher.report, exc, checkpoint.active))
                     self._publish(context, pusher.report)
                 raise
             finally:
@@ -318,8 +329,9 @@ class AddCustomAttributesOperator(BaseOperator):
             hook.cancel(reason)
             pusher.stop(reason)
 
-    def _stopped_message(self, report: RunReport, cause: BaseException | None) -> str:
-        """What happened and what to do about it, for a run that stopped before its end."""
+    def _stopped_message(self, report: RunReport, cause: BaseException | None, resumes: bool) -> str:
+        """What happened and what to do about it, for a run that stopped before its end;
+        ``resumes``: the next try of this task instance skips what this one answered."""
         left = (
             f"Nothing more was sent; {report.not_attempted or 0} customers not attempted are listed "
             "in the report (XCom" + (", and the dead-letter table" if self.dead_letter_table else "") + ")"
@@ -345,6 +357,8 @@ class AddCustomAttributesOperator(BaseOperator):
         else:
             what = report.aborted
             todo = "re-running is safe"
+        if resumes and not isinstance(cause, AirflowFailException):
+            todo += "; the next try skips the customers this one answered"
         return f"Stopped: {what}. {left}; {todo}. {report.summary()}"
 
     @staticmethod

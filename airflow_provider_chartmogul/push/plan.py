@@ -120,3 +120,26 @@ def plan_sync(attributes: Sequence[CustomAttribute], current: Mapping[str, Any],
             plan.put[key] = value
             plan.changes.append(Change(key, "changed", old=current[key], new=attribute.value))
     return plan
+
+
+def check_answer(
+    attributes: Sequence[CustomAttribute], plan: Plan, answer: Mapping[str, Any] | None
+) -> list[str]:
+    """What ChartMogul's answer to ``plan``'s writes (the customer's whole ``custom`` map) does not
+    hold of what was sent, compared as the sync diff compares (``values_equal``); empty when the
+    writes took, or when there is no answer to compare with."""
+    if answer is None:
+        return []
+    sent = {attribute.key: attribute for attribute in attributes if attribute.value is not None}
+    posted = [attribute.key for attribute in plan.post]
+    problems = []
+    for key in posted + [key for key in plan.put if key not in posted]:
+        attribute = sent[key]
+        if key not in answer:
+            problems.append(f"attribute {key!r}: sent {attribute.value!r}, not in ChartMogul's answer")
+        elif not values_equal(attribute.type, attribute.value, answer[key]):
+            problems.append(f"attribute {key!r}: sent {attribute.value!r}, ChartMogul holds {answer[key]!r}")
+    for key in plan.delete:
+        if key in answer:
+            problems.append(f"attribute {key!r}: cleared, ChartMogul still holds {answer[key]!r}")
+    return problems

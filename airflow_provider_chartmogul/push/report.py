@@ -14,7 +14,7 @@ from airflow_provider_chartmogul.exceptions import shorten
 from airflow_provider_chartmogul.redaction import scrub, scrub_value
 
 Status = Literal["succeeded", "failed", "skipped"]
-Stage = Literal["input", "validation", "resolution", "conflict", "api", "aborted"]
+Stage = Literal["input", "validation", "resolution", "conflict", "api", "verify", "aborted"]
 Action = Literal["added", "changed", "unchanged", "cleared"]
 ACTIONS: tuple[Action, ...] = ("added", "changed", "unchanged", "cleared")
 
@@ -159,6 +159,9 @@ class RunReport:
         self.input_complete = True
         #: How many records were never read, when known (a list has a length; a query has not).
         self.records_not_read: int | None = None
+        #: Where this try resumed from (``from_try``, ``watermark``, ``done_earlier``: records an
+        #: earlier try answered, not sent again), or why it ``started_over``; None on a first try.
+        self.resumed: dict[str, Any] | None = None
 
     def add(self, outcome: Outcome) -> None:
         self.counts["total"] += 1
@@ -204,6 +207,11 @@ class RunReport:
         if not self.input_complete:
             unread = "" if self.records_not_read is None else f" ({self.records_not_read} records not read)"
             text += f"; the input was not read to the end{unread}"
+        if self.resumed and "done_earlier" in self.resumed:
+            text += (
+                f"; resumed after try {self.resumed['from_try']}: {self.resumed['done_earlier']} "
+                "records answered then were not sent again"
+            )
         return text
 
     def as_dict(self) -> dict[str, Any]:
@@ -227,6 +235,8 @@ class RunReport:
             out["duration_seconds"] = self.duration_seconds
         if self.not_attempted is not None:
             out["not_attempted"] = self.not_attempted
+        if self.resumed is not None:
+            out["resumed"] = self.resumed
         return out
 
 

@@ -23,9 +23,17 @@ from airflow_provider_chartmogul.exceptions import (
     ChartMogulFatalError,
     ChartMogulValidationError,
 )
+from airflow_provider_chartmogul.push.checkpoint import Checkpoint
 from airflow_provider_chartmogul.push.intake import CustomerIntake
 from airflow_provider_chartmogul.push.options import Clear, CustomerLookup, Mode, PushOptions
-from airflow_provider_chartmogul.push.plan import ObservedTypes, Plan, find_conflicts, plan_add, plan_sync
+from airflow_provider_chartmogul.push.plan import (
+    ObservedTypes,
+    Plan,
+    check_answer,
+    find_conflicts,
+    plan_add,
+    plan_sync,
+)
 from airflow_provider_chartmogul.push.records import CustomerRecord, describe_record, parse_record
 from airflow_provider_chartmogul.push.report import Outcome, RunReport
 from airflow_provider_chartmogul.push.resolve import CustomerResolver, ResolutionError
@@ -60,9 +68,16 @@ class CustomAttributesPusher:
     """Runs records through parse → resolve → (read state →) plan → write, concurrently, keeping
     each customer's writes in input order (:mod:`airflow_provider_chartmogul.push.write_order`)."""
 
-    def __init__(self, hook: ChartMogulHook, options: PushOptions, log: logging.Logger | None = None) -> None:
+    def __init__(
+        self,
+        hook: ChartMogulHook,
+        options: PushOptions,
+        log: logging.Logger | None = None,
+        checkpoint: Checkpoint | None = None,
+    ) -> None:
         self.hook = hook
         self.options = options
+        self.checkpoint = checkpoint or Checkpoint(None)  # a no-op without a task state store
         self.log = log or logging.getLogger(__name__)
         self.observed = ObservedTypes()
         self.resolver = CustomerResolver(hook, self.observed)
@@ -123,6 +138,10 @@ class CustomAttributesPusher:
                     return decided, None
                 plan = decided
             after = None if self.options.dry_run else self._apply(uuid, plan, current)
+            problems = check_answer(record.custom, plan, after)
+            if problems:  # ChartMogul answered the writes, but holds something else
+                error = "the write was answered but did not take: " + "; ".join(problems)
+                return Outcome.failure("verify", record.label, record, error, customer_uuid=uuid), after
             return Outcome("succeeded", record.label, record, customer_uuid=uuid, changes=plan.changes), after
         except ChartMogulFatalError:
             raise
@@ -190,6 +209,8 @@ class CustomAttributesPusher:
         allow_clear = self.options.mode == "sync"
         for index, item in enumerate(items):
             self._read = index + 1
+            if self.checkpoint.should_skip(index):  # an earlier try answered it
+                continue
             if isinstance(item, RejectedInput):
                 yield Outcome.failure(item.stage, item.label, item.record, item.message)  # type: ignore[arg-type]
                 continue
@@ -213,7 +234,7 @@ class CustomAttributesPusher:
         record read: written, failed, or not attempted (ready to replay); the input not read yet
         is counted, not read (``input_complete`` false).
         """
-        self._input = items
+        self._input = items = self.checkpoint.watch(items)
         try:
             abort = self._run(items)
         except BaseException as exc:
@@ -247,6 +268,7 @@ class CustomAttributesPusher:
                 self._check_stop()
                 self.intake.take_pages()
                 self._collect()
+                self.checkpoint.flush(time.monotonic())
                 if self._abort is not None:
                     return self._abort
                 while not exhausted and len(self._pending) + len(self._ready) < max_pending:
@@ -327,6 +349,8 @@ class CustomAttributesPusher:
 
     def _done(self, entry: Entry, outcome: Outcome) -> None:
         self._live.pop(entry.index, None)
+        if outcome.status != "failed":
+            self.checkpoint.mark_done(entry.index)
         if entry.uuid is not None and not entry.unresolved and entry.running:
             self.intake.order.done(entry)
         self._record(outcome)
@@ -449,6 +473,8 @@ class CustomAttributesPusher:
         report.requests = self.hook.stats.snapshot()
         report.customer_lookup = self.intake.summary(self.resolver.lookup_requests)
         report.duration_seconds = round(time.monotonic() - self._started, 3)
+        report.resumed = self.checkpoint.summary()
+        self.checkpoint.flush(time.monotonic(), force=True)
         if any(failure["stage"] == "input" for failure in report.failures):
             report.input_complete = False  # the input broke: whatever came after was never read
         if aborted is not None:

@@ -517,3 +517,39 @@ def test_jinja_rendered_customers_native_or_not(server: ChartMogulServer, native
     report = run(op)
     assert report["succeeded"] == 1
     assert server.custom_attributes(uuid) == {"seats": 7, "pro": True}
+
+
+SINCE = "2016-01-31 00:00:00 UTC"  # ChartMogul answers "2016-01-31T00:00:00.000Z": the same instant
+
+
+def test_a_write_answered_200_with_other_values_fails_every_customer_as_verify(
+    server: ChartMogulServer,
+) -> None:
+    """A proxy, or an API change: ChartMogul (here, the server's fault) answers 200 with a map that
+    does not hold what was sent. Every such customer fails with stage ``verify``; no request more."""
+    uuids = [server.add_customer()["uuid"] for _ in range(20)]
+    for uuid in uuids[:15]:
+        server.fail_customer(uuid, status=200, body={"custom": {"seats": 999}})
+    records = [
+        {
+            "customer_uuid": uuid,
+            "custom": [*attrs(seats=i), {"type": "Timestamp", "key": "since", "value": SINCE}],
+        }
+        for i, uuid in enumerate(uuids)
+    ]
+
+    with pytest.raises(CustomAttributesPushError) as caught:
+        run(AddCustomAttributesOperator(task_id="push", customers=records))
+
+    report = caught.value.report
+    assert (report["succeeded"], report["failed"]) == (5, 15)
+    assert {f["stage"] for f in report["failures"]} == {"verify"}
+    by_uuid = {f["customer_uuid"]: f for f in report["failures"]}
+    assert set(by_uuid) == set(uuids[:15])
+    assert by_uuid[uuids[3]]["error"] == (
+        "the write was answered but did not take: attribute 'seats': sent 3, ChartMogul holds 999; "
+        f"attribute 'since': sent {SINCE!r}, not in ChartMogul's answer"
+    )
+    assert by_uuid[uuids[3]]["record"]["customer_uuid"] == uuids[3], "ready to replay"
+    assert len(_writes(server)) == 20, "one write each, no extra request"
+    assert server.custom_attributes(uuids[19]) == {"seats": 19, "since": "2016-01-31T00:00:00.000Z"}

@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from airflow_provider_chartmogul.attributes import CustomAttribute, normalize_custom
-from airflow_provider_chartmogul.push.plan import ObservedTypes, Plan, find_conflicts, plan_add, plan_sync
+from airflow_provider_chartmogul.push.plan import (
+    ObservedTypes,
+    Plan,
+    check_answer,
+    find_conflicts,
+    plan_add,
+    plan_sync,
+)
 
 
 def _attrs(*items: tuple[Any, ...]) -> list[CustomAttribute]:
@@ -380,3 +387,48 @@ def test_only_the_conflicting_keys_are_listed_in_input_order() -> None:
         "attribute 'seats' is defined on the account as Integer but the data gives a Boolean",
         "attribute 'pro' is defined on the account as Boolean but the data gives a String",
     ]
+
+
+# ---- verified writes: the answer against what was sent ------------------------------------------
+
+
+def test_an_answer_holding_what_was_sent_passes_in_its_own_spelling() -> None:
+    sent = _attrs(
+        ("Timestamp", "converted", "2016-01-31 00:00:00 UTC"),
+        ("Integer", "seats", 8),
+        ("Boolean", "pro", True),
+        ("Decimal", "cac", 12.5),
+    )
+    answer = {"converted": "2016-01-31T00:00:00.000Z", "seats": "8", "pro": "true", "cac": 12.5, "other": 1}
+
+    assert check_answer(sent, plan_add(sent, None), answer) == []
+
+
+def test_every_value_the_answer_does_not_hold_is_named_with_both_values() -> None:
+    sent = _attrs(("Integer", "seats", 8), ("String", "plan", "pro"), ("Boolean", "pro", True))
+
+    problems = check_answer(sent, plan_add(sent, None), {"seats": 9, "pro": True})
+
+    assert problems == [
+        "attribute 'seats': sent 8, ChartMogul holds 9",
+        "attribute 'plan': sent 'pro', not in ChartMogul's answer",
+    ]
+
+
+def test_a_sync_plan_is_checked_for_its_posts_puts_and_clears() -> None:
+    sent = _attrs(("Integer", "seats", 8), ("String", "plan", "pro"), ("String", "gone", None))
+    current = {"seats": 3, "gone": "x"}
+    plan = plan_sync(sent, current, clear="remove")
+    assert (plan.post, list(plan.put), plan.delete) == ([sent[1]], ["seats"], ["gone"])
+
+    assert check_answer(sent, plan, {"seats": 8, "plan": "pro"}) == []
+    assert check_answer(sent, plan, {"seats": 3, "plan": "pro", "gone": "x"}) == [
+        "attribute 'seats': sent 8, ChartMogul holds 3",
+        "attribute 'gone': cleared, ChartMogul still holds 'x'",
+    ]
+
+
+def test_without_an_answer_there_is_nothing_to_check() -> None:
+    sent = _attrs(("Integer", "seats", 8))
+
+    assert check_answer(sent, plan_add(sent, None), None) == []

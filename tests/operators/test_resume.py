@@ -1,0 +1,162 @@
+"""A retry resumes: Airflow's own retries of one task instance, through ``dag.test()``'s task runner
+(in a child process with a DAGs folder of its own), on Airflow 3.3's task state store.
+
+What each try sent comes from the test server's request log; what each try did, from the report
+(XCom) a downstream task writes to a file. Waits are gates on events; no bound on time.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_chartmogul.testing.server import ChartMogulServer
+from tests.conftest import connection_json
+
+pytestmark = [
+    pytest.mark.db,
+    pytest.mark.skipif(
+        tuple(int(p) for p in importlib.metadata.version("apache-airflow").split(".")[:2]) < (3, 3),
+        reason="the task state store is new in Airflow 3.3",
+    ),
+]
+
+DAG_FILE = """
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+from airflow.sdk import DAG, task
+
+from airflow_provider_chartmogul.operators.custom_attributes import AddCustomAttributesOperator
+
+CUSTOMERS = int(os.environ["CUSTOMERS"])
+SEATS = {"type": "Integer", "key": "seats"}
+TIMEOUT = float(os.environ.get("TIMEOUT_SECONDS") or 0)
+
+with DAG(dag_id="chartmogul_resume", schedule=None, start_date=dt.datetime(2026, 1, 1)) as dag:
+    push = AddCustomAttributesOperator(
+        task_id="push",
+        customers=[
+            {"customer_uuid": f"cus_resume_{i:04d}", "custom": [SEATS | {"value": i}]}
+            for i in range(CUSTOMERS)
+        ],
+        retries=int(os.environ["RETRIES"]),
+        retry_delay=dt.timedelta(0),
+        execution_timeout=dt.timedelta(seconds=TIMEOUT) if TIMEOUT else None,
+        resume=os.environ.get("RESUME", "1") == "1",
+    )
+
+    @task(trigger_rule="all_done")
+    def keep_report(report):
+        Path(os.environ["REPORT_PATH"]).write_text(json.dumps(report), encoding="utf-8")
+
+    keep_report(push.output)
+
+if __name__ == "__main__":
+    print("state:", dag.test().state, flush=True)
+"""
+
+
+def _uuid(i: int) -> str:
+    return f"cus_resume_{i:04d}"
+
+
+def _run_dag(tmp_path: Path, server: ChartMogulServer, **env: Any) -> tuple[str, dict[str, Any]]:
+    dags = tmp_path / "dags"
+    dags.mkdir(exist_ok=True)
+    (dags / "chartmogul_resume.py").write_text(DAG_FILE)
+    report_path = tmp_path / "report.json"
+    child_env = {
+        **os.environ,
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "REPORT_PATH": str(report_path),
+        **{key: str(value) for key, value in env.items()},
+    }
+    done = subprocess.run(
+        [sys.executable, str(dags / "chartmogul_resume.py")],
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert report_path.exists(), output[-4000:]
+    return output, json.loads(report_path.read_text())
+
+
+def _writes(server: ChartMogulServer) -> Counter[str]:
+    """How many write requests reached each customer (answered or not)."""
+    return Counter(r.path.split("/")[3] for r in server.requests if r.method == "POST")
+
+
+def test_a_retry_after_failures_sends_only_what_failed(
+    airflow_db: None, chartmogul_server: ChartMogulServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """3,000 customers, 100 of which answer 500 on every attempt of try 1: the task fails
+    (max_failures=0), Airflow retries it, and try 2 sends those 100 and nothing else."""
+    customers = 3000
+    server = chartmogul_server
+    server.add_customers([{"uuid": _uuid(i)} for i in range(customers)])
+    failing = {_uuid(i) for i in range(0, customers, 30)}
+    attempts = 4  # the connection's max_retries=3, plus the first attempt
+    for uuid in failing:
+        server.fail_customer(uuid, status=500, times=attempts)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CHARTMOGUL_DEFAULT",
+        connection_json(server, max_retries=3, max_requests_per_second=1000, max_connections=10),
+    )
+
+    output, report = _run_dag(tmp_path, server, CUSTOMERS=customers, RETRIES=1)
+
+    assert "state: success" in output, output[-4000:]
+    writes = _writes(server)
+    assert set(writes) == {_uuid(i) for i in range(customers)}, "every customer was sent"
+    again = {uuid for uuid, count in writes.items() if count > (attempts + 1 if uuid in failing else 1)}
+    assert again == set(), f"{len(again)} customers answered in try 1 were sent again"
+    assert all(writes[uuid] == attempts + 1 for uuid in failing)
+    assert all(server.custom_attributes(_uuid(i)) == {"seats": i} for i in range(customers))
+    # try 2's report: the 100 it sent, and the 2,900 try 1 answered
+    assert (report["total"], report["succeeded"], report["failed"]) == (100, 100, 0)
+    assert report["resumed"] == {"from_try": 1, "watermark": 0, "done_earlier": 2900}
+    assert report["total"] + report["resumed"]["done_earlier"] == customers
+
+
+def test_tries_cut_short_by_execution_timeout_each_carry_on_where_the_last_stopped(
+    airflow_db: None, chartmogul_server: ChartMogulServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without resume every try would send the same first customers again and none would finish;
+    with it each try goes on from the last one's progress, until the push is complete."""
+    customers = 400
+    server = chartmogul_server
+    server.add_customers([{"uuid": _uuid(i)} for i in range(customers)])
+    server.configure(latency=0.05)
+    connections = 2
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CHARTMOGUL_DEFAULT",
+        connection_json(server, max_requests_per_second=1000, max_connections=connections),
+    )
+
+    output, report = _run_dag(tmp_path, server, CUSTOMERS=customers, RETRIES=20, TIMEOUT_SECONDS=3)
+
+    assert "state: success" in output, output[-4000:]
+    tries = report["resumed"]["from_try"] + 1
+    assert tries >= 2, "the push did not need a retry: the test shows nothing"
+    writes = _writes(server)
+    assert set(writes) == {_uuid(i) for i in range(customers)}
+    # each stop may leave the requests then in flight unanswered: those (and only those) go again
+    assert sum(writes.values()) - customers <= (tries - 1) * connections, writes.most_common(5)
+    assert all(server.custom_attributes(_uuid(i)) == {"seats": i} for i in range(customers))
+    assert report["total"] + report["resumed"]["done_earlier"] == customers
+    assert "ran past its execution_timeout" in output
+    assert "fix the connection" not in output
