@@ -248,8 +248,8 @@ class CustomAttributesPusher:
             self._drain(abort)
             self._finish(abort)
             raise RunAborted(
-                f"Stopped: {abort}. Nothing more was sent; fix the connection and re-run "
-                f"(re-running is safe). {self.report.summary()}",
+                # What to do about it depends on the cause: the operator says (its error text).
+                f"Stopped: {abort}. Nothing more was sent. {self.report.summary()}",
                 self.report,
             ) from self._stopped_by
         self._finish(None)
