@@ -28,7 +28,7 @@ from airflow_provider_chartmogul.push.write_order import CustomerOrder, Entry
 
 if TYPE_CHECKING:
     from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
-    from airflow_provider_chartmogul.push.run import PushOptions
+    from airflow_provider_chartmogul.push.options import PushOptions
 
 Strategy = Literal["undecided", "per_customer", "listing"]
 WaitKey = tuple[str, str]  # ("email", lower-cased) or ("external_id", as given)

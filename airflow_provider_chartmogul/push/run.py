@@ -25,7 +25,7 @@ from airflow_provider_chartmogul.exceptions import (
 )
 from airflow_provider_chartmogul.push.checkpoint import Checkpoint
 from airflow_provider_chartmogul.push.intake import CustomerIntake
-from airflow_provider_chartmogul.push.options import Clear, CustomerLookup, Mode, PushOptions
+from airflow_provider_chartmogul.push.options import PushOptions
 from airflow_provider_chartmogul.push.plan import (
     ObservedTypes,
     Plan,
@@ -42,8 +42,6 @@ from airflow_provider_chartmogul.push.write_order import Entry
 
 if TYPE_CHECKING:
     from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
-
-__all__ = ["Clear", "CustomAttributesPusher", "CustomerLookup", "Mode", "PushOptions", "RunAborted"]
 
 # How long a stopped run waits for the requests in flight (each ends within its own deadline).
 _STOP_GRACE_SECONDS = 1.5
@@ -138,8 +136,7 @@ class CustomAttributesPusher:
                     return decided, None
                 plan = decided
             after = None if self.options.dry_run else self._apply(uuid, plan, current)
-            problems = check_answer(record.custom, plan, after)
-            if problems:  # ChartMogul answered the writes, but holds something else
+            if problems := check_answer(record.custom, plan, after):  # answered, but did not take
                 error = "the write was answered but did not take: " + "; ".join(problems)
                 return Outcome.failure("verify", record.label, record, error, customer_uuid=uuid), after
             return Outcome("succeeded", record.label, record, customer_uuid=uuid, changes=plan.changes), after
@@ -248,7 +245,6 @@ class CustomAttributesPusher:
             self._drain(abort)
             self._finish(abort)
             raise RunAborted(
-                # What to do about it depends on the cause: the operator says (its error text).
                 f"Stopped: {abort}. Nothing more was sent. {self.report.summary()}",
                 self.report,
             ) from self._stopped_by
@@ -495,12 +491,9 @@ class CustomAttributesPusher:
         now = time.monotonic()
         if now - self._last_progress >= self.options.progress_interval:
             self._last_progress = now
-            counts = self.report.counts
+            c = self.report.counts
             self.log.info(
                 "Progress: %d customers done (%d succeeded, %d failed, %d skipped), %.1f customers/s",
-                counts["total"],
-                counts["succeeded"],
-                counts["failed"],
-                counts["skipped"],
-                counts["total"] / max(now - self._started, 1e-9),
+                *(c[count] for count in ("total", "succeeded", "failed", "skipped")),
+                c["total"] / max(now - self._started, 1e-9),
             )
