@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import json
 from collections.abc import Iterable, Mapping, Sequence, Sized
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -28,7 +26,7 @@ from airflow_provider_chartmogul.push.options import (
 )
 from airflow_provider_chartmogul.push.report import RunReport
 from airflow_provider_chartmogul.push.run import CustomAttributesPusher, RunAborted
-from airflow_provider_chartmogul.push.sources import iter_customer_input, iter_sql_records
+from airflow_provider_chartmogul.push.sources import customers_as_data, iter_customer_input, iter_sql_records
 from airflow_provider_chartmogul.push.sql_rows import validate_attribute_types
 from airflow_provider_chartmogul.version_compat import (
     AirflowFailException,
@@ -36,7 +34,6 @@ from airflow_provider_chartmogul.version_compat import (
     AirflowTaskTimeout,
     BaseHook,
     BaseOperator,
-    literal,
 )
 
 if TYPE_CHECKING:
@@ -51,36 +48,6 @@ _PLAN_LINES_LOGGED = 200
 # The reason on_kill gives: Airflow calls it on SIGTERM ("mark failed", a cleared task, a worker
 # shutting down) and, on Airflow 3, after execution_timeout.
 KILLED = "the task was stopped (on_kill: marked failed or cleared, or its worker shut down)"
-
-
-def customers_as_data(customers: Any) -> Any:
-    """``customers`` as Airflow should render it: records are data, never Jinja templates.
-
-    Only a string that is not itself records (JSON or a Python literal of a list or a dict) is a
-    template, such as ``"{{ ti.xcom_pull(task_ids='load') }}"``; an ``XComArg`` is resolved as
-    usual. Anything else (lists, dicts, strings holding records) is wrapped in Airflow's literal,
-    so that ``"Promo {{ 7*7 }}"`` or ``"50% {% off"`` in a record is sent as it is, and rendering
-    does not walk thousands of records.
-    """
-    if isinstance(customers, str):
-        return literal(customers) if _holds_records(customers) else customers
-    if isinstance(customers, list | tuple | Mapping):
-        return literal(customers)
-    return customers
-
-
-def _holds_records(text: str) -> bool:
-    stripped = text.strip()
-    if not stripped.startswith(("[", "{", "(")):
-        return False
-    try:
-        value = json.loads(stripped)
-    except ValueError:
-        try:
-            value = ast.literal_eval(stripped)
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-            return False
-    return isinstance(value, list | tuple | dict)
 
 
 def check_input(task_id: str, customers: Any, sql: Any, sql_conn_id: Any, parameters: Any) -> None:

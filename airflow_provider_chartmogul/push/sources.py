@@ -22,7 +22,37 @@ from airflow_provider_chartmogul.exceptions import ChartMogulSourceError, ChartM
 from airflow_provider_chartmogul.push.report import failed_records
 from airflow_provider_chartmogul.push.sql_rows import RejectedInput, records_from_rows
 from airflow_provider_chartmogul.redaction import scrub
-from airflow_provider_chartmogul.version_compat import AirflowException, BaseHook, LiteralValue
+from airflow_provider_chartmogul.version_compat import AirflowException, BaseHook, LiteralValue, literal
+
+
+def customers_as_data(customers: Any) -> Any:
+    """``customers`` as Airflow should render it: records are data, never Jinja templates.
+
+    Only a string that is not itself records (JSON or a Python literal of a list or a dict) is a
+    template, such as ``"{{ ti.xcom_pull(task_ids='load') }}"``; an ``XComArg`` is resolved as
+    usual. Anything else (lists, dicts, strings holding records) is wrapped in Airflow's literal,
+    so that ``"Promo {{ 7*7 }}"`` or ``"50% {% off"`` in a record is sent as it is, and rendering
+    does not walk thousands of records.
+    """
+    if isinstance(customers, str):
+        return literal(customers) if _holds_records(customers) else customers
+    if isinstance(customers, list | tuple | Mapping):
+        return literal(customers)
+    return customers
+
+
+def _holds_records(text: str) -> bool:
+    stripped = text.strip()
+    if not stripped.startswith(("[", "{", "(")):
+        return False
+    try:
+        value = json.loads(stripped)
+    except ValueError:
+        try:
+            value = ast.literal_eval(stripped)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return False
+    return isinstance(value, list | tuple | dict)
 
 
 def iter_customer_input(customers: Any) -> Iterable[Any]:
