@@ -211,6 +211,8 @@ def provider(spec: dict[str, Any]) -> dict[str, Any]:
         ],
         "raised": raised[0] if raised else None,
         "aborted": report.get("aborted"),
+        "input_complete": report.get("input_complete", True),
+        "records_not_read": report.get("records_not_read"),
         "requests": report.get("requests"),
         "customer_lookup": report.get("customer_lookup"),
         "duration_seconds": report.get("duration_seconds"),
