@@ -151,7 +151,6 @@ print("RESULT", json.dumps({"states": states, "events": events}))
 """
 
 
-@pytest.mark.skip(reason="the operator records these events from the next commit")
 @pytest.mark.db
 def test_real_runs_record_events_with_counts_and_an_alias_none_for_a_run_that_changed_nothing(
     chartmogul_server: ChartMogulServer, tmp_path: Path

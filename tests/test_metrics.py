@@ -253,10 +253,9 @@ _RUN_DAG = textwrap.dedent(
 )
 
 
-@pytest.mark.skip(reason="the engine and the run call ChartMogulMetrics from the next commit")
 @pytest.mark.db
 def test_a_real_run_with_statsd_on_sends_the_push_tasks_metrics(
-    airflow_db: None, chartmogul_server: ChartMogulServer, statsd: StatsdListener
+    chartmogul_server: ChartMogulServer, statsd: StatsdListener, tmp_path: Path
 ) -> None:
     pytest.importorskip("statsd")
     pytest.importorskip("airflow.sdk", reason="Airflow 2 sends metrics from its own task runner only")
@@ -264,12 +263,22 @@ def test_a_real_run_with_statsd_on_sends_the_push_tasks_metrics(
         chartmogul_server.add_customer(external_id=external_id)
     env = {
         **os.environ,
+        # A metadata database of its own: the run's Asset event must not reach other tests.
+        "AIRFLOW_HOME": str(tmp_path / "home"),
         "AIRFLOW_CONN_CHARTMOGUL_DEFAULT": connection_json(chartmogul_server),
         "AIRFLOW__METRICS__STATSD_ON": "True",
         "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
         "AIRFLOW__METRICS__STATSD_PORT": str(statsd.port),
         "AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED": "True",
     }
+    migrate = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+    )
+    assert migrate.returncode == 0, migrate.stderr[-3000:]
     done = subprocess.run(
         [sys.executable, "-c", _RUN_DAG],
         capture_output=True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from functools import cached_property
 from typing import Any
 from urllib.parse import quote
 
@@ -24,6 +25,7 @@ from airflow_provider_chartmogul.client.identifiers import (
     validate_customer_uuid,
 )
 from airflow_provider_chartmogul.client.redis_connection import open_shared_budget
+from airflow_provider_chartmogul.client.send_control import SendGate
 from airflow_provider_chartmogul.client.settings import ClientSettings, build_settings, check_override
 from airflow_provider_chartmogul.client.settings_schema import CONNECTION_EXTRA_FIELDS
 from airflow_provider_chartmogul.client.shared_budget import SharedBudget
@@ -34,6 +36,7 @@ from airflow_provider_chartmogul.exceptions import (
     shorten,
 )
 from airflow_provider_chartmogul.get_provider_info import CONNECTION_TYPE, UI_FIELD_BEHAVIOUR
+from airflow_provider_chartmogul.metrics import ChartMogulMetrics, RequestMetrics, task_tags
 from airflow_provider_chartmogul.redaction import register_secret
 from airflow_provider_chartmogul.version_compat import BaseHook
 
@@ -173,6 +176,11 @@ class ChartMogulHook(BaseHook):
         """The hook's pooled session (created on first use), ready for calls this hook lacks."""
         return self.engine.transport.session
 
+    @cached_property
+    def metrics(self) -> ChartMogulMetrics:
+        """This hook's metrics (docs/metrics.md), tagged with the task it runs in."""
+        return ChartMogulMetrics(task_tags())
+
     @property
     def engine(self) -> RequestEngine:
         """The request engine (session, flow control, retries), created on first use."""
@@ -183,7 +191,8 @@ class ChartMogulHook(BaseHook):
                 if self._engine is None:
                     if self._budget is None:  # closed before
                         self._budget = open_shared_budget(settings, self.get_connection, logger=self.log)
-                    gates = [self._budget] if self._budget is not None else []
+                    gates: list[SendGate] = [self._budget] if self._budget is not None else []
+                    gates.append(RequestMetrics(self.metrics, send_rate=lambda: self.engine.limiter.rate))
                     self._engine = RequestEngine(settings, self.stats, log=self.log, gates=gates)
                     if self._cancelled.is_set():
                         self._engine.cancel(self._cancel_reason)

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence, Sized
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_chartmogul.assets import record_asset_events
 from airflow_provider_chartmogul.client.settings import check_override
 from airflow_provider_chartmogul.exceptions import (
     ChartMogulConfigurationError,
@@ -15,6 +16,7 @@ from airflow_provider_chartmogul.exceptions import (
     CustomAttributesPushError,
 )
 from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
+from airflow_provider_chartmogul.metrics import RunCounts
 from airflow_provider_chartmogul.push import dead_letter
 from airflow_provider_chartmogul.push.checkpoint import Checkpoint
 from airflow_provider_chartmogul.push.options import (
@@ -201,6 +203,9 @@ class AddCustomAttributesOperator(BaseOperator):
         report = self._push(context, records, options, checkpoint)
         result = self._publish(context, report)
         result = self._decide(report, result)
+        record_asset_events(
+            self.outlets, context.get("outlet_events"), result, chartmogul_conn_id=self.chartmogul_conn_id
+        )
         checkpoint.finish()  # the task succeeds: a later run of it starts from the top
         return result
 
@@ -357,6 +362,9 @@ class AddCustomAttributesOperator(BaseOperator):
         to XCom even when the task is about to fail, so a downstream task can replay it."""
         result = report.as_dict()
         self._last_report = result  # for get_openlineage_facets_on_complete / _on_failure
+        self.hook.metrics.run_finished(
+            RunCounts.from_report(result, unchanged_customers=report.customers_unchanged)
+        )
         ti = context.get("ti") if isinstance(context, Mapping) else None
         # XCom first: a stopped task is killed a few seconds after SIGTERM, and XCom is the
         # cheapest way to keep the report.

@@ -145,6 +145,8 @@ class RunReport:
         self.keep_plan = keep_plan
         self.counts = {"total": 0, "succeeded": 0, "failed": 0, "skipped": 0}
         self.actions: dict[str, int] = dict.fromkeys(ACTIONS, 0)
+        #: Customers that succeeded with nothing to send (sync mode: every value already equal).
+        self.customers_unchanged = 0
         self.failures: list[dict[str, Any]] = []
         self.plan: list[dict[str, Any]] = []
         self.plan_omitted = 0
@@ -168,6 +170,8 @@ class RunReport:
         self.counts[outcome.status] += 1
         for change in outcome.changes:
             self.actions[change.action] += 1
+        if outcome.status == "succeeded" and all(c.action == "unchanged" for c in outcome.changes):
+            self.customers_unchanged += 1
         if outcome.status == "failed":
             self.failures.append(
                 {
@@ -218,6 +222,7 @@ class RunReport:
         out: dict[str, Any] = {
             **self.counts,
             **self.actions,
+            "customers_unchanged": self.customers_unchanged,
             "mode": self.mode,
             "dry_run": self.dry_run,
             "failures": self.failures,

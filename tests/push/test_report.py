@@ -97,6 +97,7 @@ def test_a_report_without_outcomes_counts_nothing() -> None:
         "changed": 0,
         "unchanged": 0,
         "cleared": 0,
+        "customers_unchanged": 0,
         "mode": "add",
         "dry_run": False,
         "failures": [],
