@@ -9,14 +9,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_chartmogul.testing.server.answers import (
+from airflow_provider_chartmogul.testing.server.replies import (
     HTML_TYPE,
     JSON_TYPE,
     TEXT_TYPE,
-    Answer,
-    json_answer,
-    rate_limit_answer,
-    status_answer,
+    Reply,
+    json_reply,
+    rate_limit_reply,
+    status_reply,
 )
 from airflow_provider_chartmogul.testing.server.trickle import TRICKLE_BODY
 
@@ -85,23 +85,23 @@ def parse_faults(faults: Mapping[str, float] | str | None) -> dict[str, float]:
     return result
 
 
-def fault_answer(kind: str, settings: Settings) -> Answer:
+def fault_reply(kind: str, settings: Settings) -> Reply:
     """The answer of an injected fault (``status`` None: close without answering)."""
     if kind == "429":
-        return rate_limit_answer(settings.rate_limit_retry_after, kind)
+        return rate_limit_reply(settings.rate_limit_retry_after, kind)
     if kind == "drop":
-        return Answer(None, fault=kind)
+        return Reply(None, fault=kind)
     if kind == "slow":
-        return Answer(None, fault=kind, linger=settings.slow_seconds)
+        return Reply(None, fault=kind, linger=settings.slow_seconds)
     if kind == "bad_json":
-        return Answer(200, _BAD_JSON, JSON_TYPE, fault=kind)
+        return Reply(200, _BAD_JSON, JSON_TYPE, fault=kind)
     if kind in ("trickle", "trickle_head"):
-        return Answer(500, TRICKLE_BODY, JSON_TYPE, fault=kind, trickle=True)
+        return Reply(500, TRICKLE_BODY, JSON_TYPE, fault=kind, trickle=True)
     if kind == "html":
-        return Answer(500, _RAILS_500_PAGE.encode(), HTML_TYPE, fault=kind)
+        return Reply(500, _RAILS_500_PAGE.encode(), HTML_TYPE, fault=kind)
     if kind == "text":
-        return Answer(500, _ENVOY_TEXT.encode(), TEXT_TYPE, fault=kind)
-    answer = status_answer(int(kind), settings.rate_limit_retry_after)
+        return Reply(500, _ENVOY_TEXT.encode(), TEXT_TYPE, fault=kind)
+    answer = status_reply(int(kind), settings.rate_limit_retry_after)
     answer.fault = kind
     return answer
 
@@ -184,7 +184,7 @@ class Faults:
         else:
             self._misdirected[external_id] = answer_uuid
 
-    def misdirected(self, path: str, query: Mapping[str, list[str]], store: AccountStore) -> Answer | None:
+    def misdirected(self, path: str, query: Mapping[str, list[str]], store: AccountStore) -> Reply | None:
         """The answer of a lookup by an ``external_id`` that is misdirected: a page holding the
         other customer (whose ``external_id`` is not the one asked for), else None."""
         asked = query.get("external_id")
@@ -192,11 +192,11 @@ class Faults:
             return None
         other = store.customers.get(self._misdirected[asked[0]])
         entries = [] if other is None else [other.render()]
-        answer = json_answer(200, {"entries": entries, "cursor": None, "has_more": False})
+        answer = json_reply(200, {"entries": entries, "cursor": None, "has_more": False})
         answer.fault = "misdirected_lookup"
         return answer
 
-    def take_failure(self, uuid: str, settings: Settings) -> Answer | None:
+    def take_failure(self, uuid: str, settings: Settings) -> Reply | None:
         """The answer of a request naming ``uuid`` if that customer fails (counting it), else None."""
         fault = self._customer_faults.get(uuid)
         if fault is not None:
@@ -206,7 +206,7 @@ class Faults:
                     del self._customer_faults[uuid]
                 else:
                     self._customer_faults[uuid] = (kind, remaining - 1)
-            return fault_answer(kind, settings)
+            return fault_reply(kind, settings)
         failure = self._failures.get(uuid)
         if failure is None:
             return None
@@ -215,11 +215,11 @@ class Faults:
             if failure.remaining <= 0:
                 del self._failures[uuid]
         if failure.body is None:
-            answer = status_answer(failure.status, settings.rate_limit_retry_after)
+            answer = status_reply(failure.status, settings.rate_limit_retry_after)
         elif isinstance(failure.body, (dict, list)):
-            answer = json_answer(failure.status, failure.body)
+            answer = json_reply(failure.status, failure.body)
         else:
             text = failure.body if isinstance(failure.body, bytes) else str(failure.body).encode()
-            answer = Answer(failure.status, text, TEXT_TYPE)
+            answer = Reply(failure.status, text, TEXT_TYPE)
         answer.fault = "fail_customer"
         return answer

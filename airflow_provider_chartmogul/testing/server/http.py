@@ -18,7 +18,7 @@ from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from airflow_provider_chartmogul.testing.server.answers import Answer, json_answer, phrase
+from airflow_provider_chartmogul.testing.server.replies import Reply, json_reply, phrase
 
 #: Called with the handler (request line and headers read) and the request body.
 RequestCallback = Callable[["Handler", bytes], None]
@@ -114,7 +114,7 @@ class Handler(BaseHTTPRequestHandler):
             raw_body = self._read_body()
         except (ValueError, OSError):
             self.close_connection = True
-            self.send_answer(json_answer(400, {"errors": {"body": "could not be read"}}))
+            self.send_reply(json_reply(400, {"errors": {"body": "could not be read"}}))
             return
         self.server.on_request(self, raw_body)
 
@@ -141,9 +141,9 @@ class Handler(BaseHTTPRequestHandler):
     def version_string(self) -> str:
         return self.server_version
 
-    def send_answer(self, answer: Answer) -> None:
+    def send_reply(self, answer: Reply) -> None:
         """Write status line, headers and body in one write (no Nagle/delayed-ACK stalls)."""
-        head, body = self.encode_answer(answer)
+        head, body = self.encode_reply(answer)
         try:
             self.wfile.write(head + body)
         except OSError:
@@ -153,7 +153,7 @@ class Handler(BaseHTTPRequestHandler):
             assert answer.status is not None
             self.log_request(answer.status, len(body))
 
-    def encode_answer(self, answer: Answer) -> tuple[bytes, bytes]:
+    def encode_reply(self, answer: Reply) -> tuple[bytes, bytes]:
         """The status line and headers, and the body, as sent."""
         assert answer.status is not None
         status = answer.status

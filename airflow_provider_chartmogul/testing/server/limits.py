@@ -6,11 +6,11 @@ import bisect
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_chartmogul.testing.server.answers import (
+from airflow_provider_chartmogul.testing.server.replies import (
     TOO_MANY_PARALLEL_BODY,
-    Answer,
-    json_answer,
-    rate_limit_answer,
+    Reply,
+    json_reply,
+    rate_limit_reply,
 )
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ class Limits:
         self.parallel_rejected = 0
         self.max_in_flight = self.in_flight
 
-    def admit(self, arrived: float, settings: Settings) -> Answer | None:
+    def admit(self, arrived: float, settings: Settings) -> Reply | None:
         """None when the request may go on (it is then in flight: release() it), else the rejection."""
         if settings.rate_limit is not None:
             horizon = arrived - 1.0
@@ -41,12 +41,12 @@ class Limits:
                 self._window.popleft()
             if len(self._window) >= settings.rate_limit:
                 self.rate_limited += 1
-                return rate_limit_answer(settings.rate_limit_retry_after, "rate_limit")
+                return rate_limit_reply(settings.rate_limit_retry_after, "rate_limit")
             # Arrival times are taken before the server's lock, so they may come in slightly out of order.
             bisect.insort(self._window, arrived)
         if settings.max_parallel is not None and self.in_flight >= settings.max_parallel:
             self.parallel_rejected += 1
-            return json_answer(503, TOO_MANY_PARALLEL_BODY, fault="max_parallel")
+            return json_reply(503, TOO_MANY_PARALLEL_BODY, fault="max_parallel")
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         return None

@@ -7,8 +7,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_chartmogul.testing.server.answers import Answer
 from airflow_provider_chartmogul.testing.server.http import ApiRequest, parse_json
+from airflow_provider_chartmogul.testing.server.replies import Reply
 from airflow_provider_chartmogul.testing.server.settings import Settings
 from airflow_provider_chartmogul.testing.server.trickle import Trickle
 
@@ -121,7 +121,7 @@ class RequestLog:
         """The index of the oldest record kept."""
         return self.added - len(self.records)
 
-    def add(self, request: ApiRequest, answer: Answer | None, ended: float, settings: Settings) -> None:
+    def add(self, request: ApiRequest, answer: Reply | None, ended: float, settings: Settings) -> None:
         """Count one answered (or dropped) request; keep its record if the settings say so."""
         status = answer.status if answer is not None else None
         fault = answer.fault if answer is not None else None

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from airflow_provider_chartmogul.testing.server import responses
-from airflow_provider_chartmogul.testing.server.answers import Answer, coded_error
+from airflow_provider_chartmogul.testing.server.replies import Reply, coded_error
 
-Endpoint = Callable[[responses.ApiCall], Answer]
+Endpoint = Callable[[responses.ApiCall], Reply]
 
 WRITE_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 
@@ -56,7 +56,7 @@ def _match(pattern: tuple[str, ...], segments: list[str]) -> dict[str, str] | No
     return params
 
 
-def resolve(method: str, path: str) -> Route | Answer:
+def resolve(method: str, path: str) -> Route | Reply:
     """The endpoint for ``method`` on the raw (percent-encoded) ``path``, or the 404 / 405 answer."""
     segments = _segments(path)
     for pattern, endpoints in ROUTES:

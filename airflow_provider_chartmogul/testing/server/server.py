@@ -10,15 +10,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from airflow_provider_chartmogul.testing.server.admin import AdminApi, is_admin_path
-from airflow_provider_chartmogul.testing.server.answers import (
-    READ_ONLY_BODY,
-    UNAUTHORIZED_BODY,
-    Answer,
-    coded_error,
-    json_answer,
-)
 from airflow_provider_chartmogul.testing.server.customers import DEFAULT_DATA_SOURCE_UUID, NEWEST_SHAPE
-from airflow_provider_chartmogul.testing.server.faults import HEAD_TRICKLES, Faults, fault_answer
+from airflow_provider_chartmogul.testing.server.faults import HEAD_TRICKLES, Faults, fault_reply
 from airflow_provider_chartmogul.testing.server.http import (
     ApiRequest,
     Handler,
@@ -26,6 +19,13 @@ from airflow_provider_chartmogul.testing.server.http import (
     read_api_request,
 )
 from airflow_provider_chartmogul.testing.server.limits import Limits
+from airflow_provider_chartmogul.testing.server.replies import (
+    READ_ONLY_BODY,
+    UNAUTHORIZED_BODY,
+    Reply,
+    coded_error,
+    json_reply,
+)
 from airflow_provider_chartmogul.testing.server.request_log import RequestLog, RequestRecord
 from airflow_provider_chartmogul.testing.server.responses import ApiCall
 from airflow_provider_chartmogul.testing.server.routes import WRITE_METHODS, resolve
@@ -344,7 +344,7 @@ class ChartMogulServer:
         query = parse_qs(split.query, keep_blank_values=True)
         if is_admin_path(path):
             answer = self._admin.serve(handler.command, path, query, raw_body, handler.client_address[0])
-            handler.send_answer(answer)
+            handler.send_reply(answer)
             return
         self._serve_api(handler, read_api_request(handler, path, query, raw_body))
 
@@ -371,9 +371,9 @@ class ChartMogulServer:
             handler.close_connection = True
             self._send_trickled(handler, answer, request)
         elif answer.status is not None:
-            handler.send_answer(answer)
+            handler.send_reply(answer)
 
-    def _answer_or_500(self, request: ApiRequest) -> Answer:
+    def _answer_or_500(self, request: ApiRequest) -> Reply:
         try:
             return self._answer_api(request)
         except Exception as exc:  # a bug in this double must still answer, not hang a client
@@ -381,22 +381,22 @@ class ChartMogulServer:
                 traceback.print_exc()
             return coded_error(500, f"test server error: {exc!r}")
 
-    def _answer_api(self, request: ApiRequest) -> Answer:
+    def _answer_api(self, request: ApiRequest) -> Reply:
         """Fault, auth (401), route (404/405), read-only (403), failing customer, endpoint."""
         with self._lock:
             settings = self._settings
             fault = self._faults.next(settings)
         if fault is not None:
-            return fault_answer(fault, settings)
+            return fault_reply(fault, settings)
         role = settings.api_keys.get(request.api_key) if request.api_key is not None else None
         if role is None:
-            return json_answer(401, UNAUTHORIZED_BODY)  # as recorded: no WWW-Authenticate
+            return json_reply(401, UNAUTHORIZED_BODY)  # as recorded: no WWW-Authenticate
         route = resolve(request.method, request.path)
-        if isinstance(route, Answer):
+        if isinstance(route, Reply):
             return route
         writes = request.method in WRITE_METHODS
         if writes and role != "read-write":
-            return json_answer(403, READ_ONLY_BODY)
+            return json_reply(403, READ_ONLY_BODY)
         uuid = route.params.get("uuid")
         if uuid is not None:
             with self._lock:
@@ -408,21 +408,21 @@ class ChartMogulServer:
         if misdirected is not None:
             return misdirected
         if writes and not request.body_ok:
-            return json_answer(400, {"errors": {"body": "is not valid JSON"}})
+            return json_reply(400, {"errors": {"body": "is not valid JSON"}})
         call = ApiCall(
             request.method, route.params, request.query, request.body, settings, self._store, self._lock
         )
         return route.endpoint(call)
 
-    def _account(self, request: ApiRequest, answer: Answer | None, admitted: bool) -> None:
+    def _account(self, request: ApiRequest, answer: Reply | None, admitted: bool) -> None:
         ended = time.monotonic()
         with self._lock:
             if admitted:
                 self._limits.release()
             self._log.add(request, answer, ended, self._settings)
 
-    def _send_trickled(self, handler: Handler, answer: Answer, request: ApiRequest) -> None:
-        head, body = handler.encode_answer(answer)
+    def _send_trickled(self, handler: Handler, answer: Reply, request: ApiRequest) -> None:
+        head, body = handler.encode_reply(answer)
         handler.wfile.flush()
         trickle = send_trickled(
             handler.connection,

@@ -1,4 +1,4 @@
-"""What the test server sends back: the Answer type, and the bodies it sends with each status."""
+"""What the test server sends back: the Reply type, and the bodies it sends with each status."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ _PROXY_PAGE = (
 
 
 @dataclass
-class Answer:
+class Reply:
     """What to send back; ``status`` None means: close the connection without an answer."""
 
     status: int | None
@@ -52,17 +52,17 @@ def json_bytes(payload: Any) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
-def json_answer(
+def json_reply(
     status: int, payload: Any, headers: list[tuple[str, str]] | None = None, fault: str | None = None
-) -> Answer:
-    return Answer(status, json_bytes(payload), JSON_TYPE, headers or [], fault)
+) -> Reply:
+    return Reply(status, json_bytes(payload), JSON_TYPE, headers or [], fault)
 
 
 def coded_error(
     status: int, message: str, param: str | None = None, headers: list[tuple[str, str]] | None = None
-) -> Answer:
+) -> Reply:
     """The API's usual error body: ``{"code": status, "message": ..., "param": ...}``."""
-    return json_answer(status, {"code": status, "message": message, "param": param}, headers)
+    return json_reply(status, {"code": status, "message": message, "param": param}, headers)
 
 
 def phrase(status: int) -> str:
@@ -76,29 +76,29 @@ def _format_seconds(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else repr(float(seconds))
 
 
-def rate_limit_answer(retry_after: float | None, fault: str | None = None) -> Answer:
+def rate_limit_reply(retry_after: float | None, fault: str | None = None) -> Reply:
     """429, with ``Retry-After`` when the server is configured to send one."""
     headers = []
     if retry_after is not None:
         headers.append(("Retry-After", _format_seconds(retry_after)))
-    return json_answer(429, RATE_LIMIT_BODY, headers, fault)
+    return json_reply(429, RATE_LIMIT_BODY, headers, fault)
 
 
-def status_answer(status: int, retry_after: float | None) -> Answer:
+def status_reply(status: int, retry_after: float | None) -> Reply:
     """The body this server normally sends with ``status`` (for faults and failing customers)."""
     if status == 429:
-        return rate_limit_answer(retry_after)
+        return rate_limit_reply(retry_after)
     if status == 500:
-        return Answer(500, b"Internal Server Error", TEXT_TYPE)
+        return Reply(500, b"Internal Server Error", TEXT_TYPE)
     if status in (502, 504):
         page = _PROXY_PAGE.format(status=status, phrase=phrase(status))
-        return Answer(status, page.encode(), HTML_TYPE)
+        return Reply(status, page.encode(), HTML_TYPE)
     if status == 503:
         return coded_error(503, "Service temporarily unavailable")
     if status == 401:
-        return json_answer(401, UNAUTHORIZED_BODY)
+        return json_reply(401, UNAUTHORIZED_BODY)
     if status == 403:
-        return json_answer(403, READ_ONLY_BODY)
+        return json_reply(403, READ_ONLY_BODY)
     if status == 404:
-        return json_answer(404, CUSTOMER_NOT_FOUND_BODY)
+        return json_reply(404, CUSTOMER_NOT_FOUND_BODY)
     return coded_error(status, phrase(status))
