@@ -121,6 +121,9 @@ class AddCustomAttributesOperator(BaseOperator):
         everything on every try, as on older Airflow. See docs/running-every-day.md.
     :param max_requests_per_second: client-side rate limit; overrides the connection's.
     :param max_connections: requests in flight at once; overrides the connection's.
+    :param shared_budget_conn_id: a ``redis`` connection holding the account-wide request budget
+        that every task on this ChartMogul account shares (docs/shared-budget.md); overrides the
+        connection's extra of the same name.
     :param fetch_size: rows fetched from the database at a time.
     :param dead_letter_conn_id: a SQL connection to also write every failure to, one row each
         with the record as JSON, so failures outlive the run (with ``dead_letter_table``).
@@ -151,6 +154,7 @@ class AddCustomAttributesOperator(BaseOperator):
         resume: bool = True,
         max_requests_per_second: float | None = None,
         max_connections: int | None = None,
+        shared_budget_conn_id: str | None = None,
         fetch_size: int = 1000,
         dead_letter_conn_id: str | None = None,
         dead_letter_table: str | None = None,
@@ -178,6 +182,7 @@ class AddCustomAttributesOperator(BaseOperator):
         # The hook's own checks, run here so that a bad value fails when the DAG is parsed.
         self.max_requests_per_second = check_override("max_requests_per_second", max_requests_per_second)
         self.max_connections = check_override("max_connections", max_connections)
+        self.shared_budget_conn_id = check_override("shared_budget_conn_id", shared_budget_conn_id)
         self.fetch_size = check_whole_number("fetch_size", fetch_size, 1)
         dead_letter.check_target(dead_letter_conn_id, dead_letter_table)
         self.dead_letter_conn_id = dead_letter_conn_id
@@ -189,6 +194,7 @@ class AddCustomAttributesOperator(BaseOperator):
             self.chartmogul_conn_id,
             max_requests_per_second=self.max_requests_per_second,
             max_connections=self.max_connections,
+            shared_budget_conn_id=self.shared_budget_conn_id,
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
