@@ -11,7 +11,7 @@ What this example shows:
   customer's ID (a customer lands in the same shard on every run, so shard reports can be
   compared from run to run);
 * ``AddCustomAttributesOperator.partial(...).expand(customers=shards)``: one mapped task instance
-  per shard, each with its share of the account's request budget;
+  per shard, all taking their requests from one account-wide budget on Redis;
 * ``summarize`` adds up the reports of all shards (the mapped task's XCom) and logs the totals.
 
 **What sharding buys, and what it does not.** ChartMogul allows 40 requests per second and 20
@@ -35,26 +35,19 @@ again. Listing once upstream costs ``N / 200`` requests for ``N`` customers (6 f
 shards then carry ``customer_uuid``. A record that the listing does not resolve (no customer, or
 an external id shared by several) keeps its ``external_id`` and its shard reports why it failed.
 
-**Why the shares.** Every task instance has its own client-side limiter, and they do not talk to
-each other: with the LocalExecutor, Celery or Kubernetes the shards run at the same time in
-different processes or pods, and their rates add up. So the budget is split statically: each
-shard sends at most ``ACCOUNT_BUDGET // SHARDS`` requests per second (13 of 39) over
-``ACCOUNT_CONNECTIONS // SHARDS`` connections (6 of 20), and ``max_active_tis_per_dagrun=SHARDS``
-makes sure no more shards than that run at once. The limiter allows whole requests per second
-(``floor(rate)`` per second and a bit), so pick a shard count whose shares are whole numbers:
-with 39/s, 3 shards of 13 use all of it, while 4 shards of 9.75 would run at 9 each (36/s).
+**Why one shared budget.** ChartMogul's limits belong to the account, and the shards run at the
+same time in different processes or pods (LocalExecutor, Celery, Kubernetes), so the shards take
+their requests from one account-wide budget on Redis (``shared_budget_conn_id``, see
+docs/shared-budget.md): all of them together stay within 39 requests per second and 18
+connections, each gets an equal share while they all run, and a shard that finishes early leaves
+its share to the others. The budget is per *account*, not per DAG: other runs of this DAG, other
+DAGs and backfills that push to the same account with the same budget share it too, so no pool or
+hand-split rate is needed, and the number of shards is free. Should Redis be unreachable, each
+shard goes on at a conservative rate and says so in its log and report.
 
-``max_active_tis_per_dagrun`` only counts this DAG run. If other runs of this DAG, or other DAGs,
-use the same ChartMogul account at the same time, put all those tasks in one Airflow pool instead,
-with one slot per share::
-
-    airflow pools set chartmogul 3 "ChartMogul account: 3 shares of 13 req/s"
-
-and add ``pool="chartmogul"`` to ``partial()`` (the pool must exist, or the tasks never start).
-Should a limit still be hit, the hook slows down and retries on 429/503.
-
-Connections: ``chartmogul_default`` (type ``chartmogul``) and ``chartmogul_example_db`` (a
-DB-API connection holding the ``customer_attributes`` table). Trigger it by hand
+Connections: ``chartmogul_default`` (type ``chartmogul``), ``chartmogul_budget_redis`` (type
+``redis``, e.g. the Redis of a Celery deployment; needs ``airflow-provider-chartmogul[redis]``) and
+``chartmogul_example_db`` (a DB-API connection holding the ``customer_attributes`` table). Trigger it by hand
 (``schedule=None``). ``scripts/celery-deployment.py`` runs it on Celery with two workers.
 """
 
@@ -78,18 +71,12 @@ except ImportError:  # Airflow 2.10+
 
 log = logging.getLogger(__name__)
 
-#: ChartMogul's limits, per account.
-ACCOUNT_REQUESTS_PER_SECOND = 40
-ACCOUNT_CONNECTIONS = 20
-#: What the shards may use together: one request per second of room for other users.
-ACCOUNT_BUDGET = ACCOUNT_REQUESTS_PER_SECOND - 1  # 39
-#: How many shards, i.e. how many task instances may push at the same time.
+#: How many shards: isolation and partial retries, not speed (see above).
 SHARDS = 3
-#: Each shard's share: 13 requests per second over 6 connections (whole requests; see above).
-SHARD_REQUESTS_PER_SECOND = ACCOUNT_BUDGET // SHARDS
-SHARD_CONNECTIONS = ACCOUNT_CONNECTIONS // SHARDS
 
 CHARTMOGUL_CONN_ID = "chartmogul_default"
+#: The Redis connection holding the account-wide budget every shard shares.
+BUDGET_CONN_ID = "chartmogul_budget_redis"
 SOURCE_CONN_ID = "chartmogul_example_db"
 SOURCE_QUERY = """
     SELECT external_id, plan_tier, seats, is_pro
@@ -114,9 +101,9 @@ def shard_of(record: dict[str, Any], shards: int = SHARDS) -> int:
 def chartmogul_attributes_sharded() -> None:
     """Resolve every customer once, split the records into shards, push each shard in its own task.
 
-    Each shard gets ``39 // SHARDS`` requests per second and ``20 // SHARDS`` connections, and at
-    most ``SHARDS`` shards run at once, so all of them together stay within ChartMogul's 40
-    requests per second and 20 connections per account, whatever the executor.
+    Every shard (and the listing) takes its requests from one account-wide budget on Redis, so all
+    of them together stay within ChartMogul's limits per account, whatever the executor and however
+    many run at once.
     """
 
     @task
@@ -144,7 +131,7 @@ def chartmogul_attributes_sharded() -> None:
         several, is left as it is: its shard reports the failure with the reason.
         """
         uuids: dict[str, list[str]] = {}
-        with ChartMogulHook(CHARTMOGUL_CONN_ID) as hook:
+        with ChartMogulHook(CHARTMOGUL_CONN_ID, shared_budget_conn_id=BUDGET_CONN_ID) as hook:
             for customer in hook.iter_customers():
                 ids = set(customer.get("external_ids") or []) | {customer.get("external_id")}
                 for external_id in ids - {None}:
@@ -178,12 +165,8 @@ def chartmogul_attributes_sharded() -> None:
 
     push_shard = AddCustomAttributesOperator.partial(
         task_id="push_shard",
-        # This shard's share of the account's 40 requests/s and 20 connections (see above).
-        max_requests_per_second=SHARD_REQUESTS_PER_SECOND,
-        max_connections=SHARD_CONNECTIONS,
-        # Never more shards at once than the budget was split into, even if more are mapped.
-        max_active_tis_per_dagrun=SHARDS,
-        # pool="chartmogul",  # to share the budget with other DAGs (see the docstring)
+        # One budget for the whole account, shared with every other task that names it.
+        shared_budget_conn_id=BUDGET_CONN_ID,
         # The few records the listing did not resolve are looked up one by one (and fail with
         # the reason); never list the whole account again from a shard.
         customer_lookup="per_customer",
