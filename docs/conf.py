@@ -36,9 +36,6 @@ extensions = ["myst_parser", "sphinx.ext.autodoc"]
 source_suffix = {".md": "markdown"}
 root_doc = "index"
 exclude_patterns = ["_build"]
-# Pages on features still being written: listed in the navigation (and linked to) once they exist;
-# until then their toctree entries are dropped and links to them become plain emphasised text.
-PAGES_TO_COME = ("large-accounts", "shared-budget", "running-every-day")
 
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3  # [text](page.md#a-heading) links, as on GitHub
@@ -68,15 +65,6 @@ def _check_repository_links(app: Any, doctree: nodes.document, docname: str) -> 
             )
 
 
-def _leave_out_pages_to_come(app: Any, docname: str, source: list[str]) -> None:
-    for page in PAGES_TO_COME:
-        if (Path(app.srcdir) / f"{page}.md").exists():
-            continue
-        source[0] = re.sub(rf"(?m)^{page}$\n", "", source[0])
-        source[0] = re.sub(rf"\[([^\]]+)\]\({page}\.md(?:#[^)]*)?\)", r"*\1*", source[0])
-
-
 def setup(app: Any) -> dict[str, Any]:
-    app.connect("source-read", _leave_out_pages_to_come)
     app.connect("doctree-resolved", _check_repository_links)
     return {"parallel_read_safe": True}
