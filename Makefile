@@ -36,7 +36,7 @@ demo: install
 	$(BIN)/python scripts/demo.py
 
 # The documentation site (Sphinx + MyST, docs/conf.py) into build/docs/html; warnings are errors.
-# -E: every page is read afresh (the navigation depends on which pages exist).
+# -E: every page is read afresh (a cached page would hide a link broken elsewhere).
 docs: install
 	$(BIN)/sphinx-build -E -W --keep-going -q -b html docs build/docs/html
 	@echo "Documentation: build/docs/html/index.html"
