@@ -120,3 +120,20 @@ def test_a_budget_that_cannot_be_set_up_falls_back_on_first_use() -> None:
     assert status["state"] == "in-process"
     assert "LookupError: The conn_id `nowhere` isn't defined" in status["fallback"]["reason"]
     assert API_KEY not in str(status)
+
+
+def test_the_operator_checks_its_argument_and_hands_it_to_the_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from airflow_provider_chartmogul.operators.custom_attributes import AddCustomAttributesOperator
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CHARTMOGUL_DEFAULT",
+        json.dumps({"conn_type": "chartmogul", "host": "http://127.0.0.1:9", "password": API_KEY}),
+    )
+    with pytest.raises(ValueError, match="shared_budget_conn_id must be a string"):
+        AddCustomAttributesOperator(task_id="push", customers=[], shared_budget_conn_id=5)
+    operator = AddCustomAttributesOperator(task_id="push", customers=[], shared_budget_conn_id="budget")
+    assert operator.hook.settings.shared_budget_conn_id == "budget"
+    plain = AddCustomAttributesOperator(task_id="push", customers=[])
+    assert plain.hook.settings.shared_budget_conn_id is None and plain.hook.shared_budget is None
