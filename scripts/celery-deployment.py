@@ -212,6 +212,10 @@ def main() -> int:
                 "AIRFLOW_CONN_CHARTMOGUL_DEFAULT": json.dumps(chartmogul),
                 "AIRFLOW_CONN_CHARTMOGUL_EXAMPLE_DB": airflow_connection_json(data),
                 "AIRFLOW__CELERY__BROKER_URL": broker,
+                # The sharded example's account-wide budget, on the broker's Redis (database 1).
+                "AIRFLOW_CONN_CHARTMOGUL_BUDGET_REDIS": json.dumps(
+                    {"conn_type": "redis", "host": "127.0.0.1", "port": redis.port, "extra": {"db": 1}}
+                ),
                 "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + metadata,
                 "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
                 # Parse the one DAG file once, not every 30 s during the push.
