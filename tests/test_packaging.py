@@ -71,7 +71,13 @@ def test_wheel_metadata_is_complete(wheel: zipfile.ZipFile) -> None:
 
 
 def test_only_user_extras_are_published(wheel: zipfile.ZipFile) -> None:
-    assert set(_metadata(wheel).get_all("Provides-Extra")) == {"sql", "postgres", "sqlite", "openlineage", "redis"}
+    assert set(_metadata(wheel).get_all("Provides-Extra")) == {
+        "sql",
+        "postgres",
+        "sqlite",
+        "openlineage",
+        "redis",
+    }
     groups = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]
     assert {"test", "dev", "browser"} <= set(groups)
 
