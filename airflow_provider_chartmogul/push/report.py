@@ -49,6 +49,8 @@ class Outcome:
     stage: Stage | None = None
     http_status: int | None = None
     error: str | None = None
+    #: The record's customer answered 404 (merged away), was looked up once more and written anew.
+    re_resolved: bool = False
 
     @classmethod
     def failure(
@@ -147,6 +149,9 @@ class RunReport:
         self.actions: dict[str, int] = dict.fromkeys(ACTIONS, 0)
         #: Customers that succeeded with nothing to send (sync mode: every value already equal).
         self.customers_unchanged = 0
+        #: Records whose customer answered 404 and was looked up once more (a merged customer's
+        #: old uuid), then written once more.
+        self.re_resolved = 0
         self.failures: list[dict[str, Any]] = []
         self.plan: list[dict[str, Any]] = []
         self.plan_omitted = 0
@@ -168,6 +173,7 @@ class RunReport:
     def add(self, outcome: Outcome) -> None:
         self.counts["total"] += 1
         self.counts[outcome.status] += 1
+        self.re_resolved += outcome.re_resolved
         for change in outcome.changes:
             self.actions[change.action] += 1
         if outcome.status == "succeeded" and all(c.action == "unchanged" for c in outcome.changes):
@@ -208,6 +214,8 @@ class RunReport:
             f"{c['skipped']} skipped; attributes added {a['added']}, changed {a['changed']}, "
             f"unchanged {a['unchanged']}, cleared {a['cleared']}"
         )
+        if self.re_resolved:
+            text += f"; {self.re_resolved} customers answered 404 and were looked up once more"
         if not self.input_complete:
             unread = "" if self.records_not_read is None else f" ({self.records_not_read} records not read)"
             text += f"; the input was not read to the end{unread}"
@@ -223,6 +231,7 @@ class RunReport:
             **self.counts,
             **self.actions,
             "customers_unchanged": self.customers_unchanged,
+            "re_resolved": self.re_resolved,
             "mode": self.mode,
             "dry_run": self.dry_run,
             "failures": self.failures,

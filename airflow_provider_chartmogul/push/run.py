@@ -37,6 +37,7 @@ from airflow_provider_chartmogul.push.plan import (
 from airflow_provider_chartmogul.push.records import CustomerRecord, describe_record, parse_record
 from airflow_provider_chartmogul.push.report import Outcome, RunReport
 from airflow_provider_chartmogul.push.resolve import CustomerResolver, ResolutionError
+from airflow_provider_chartmogul.push.send import apply_plan, customer_moved
 from airflow_provider_chartmogul.push.sql_rows import RejectedInput
 from airflow_provider_chartmogul.push.write_order import Entry
 
@@ -128,18 +129,15 @@ class CustomAttributesPusher:
         """Plan (unless ``plan`` is given) and write one record; its outcome and the customer's
         attributes after it (None when unknown or unchanged)."""
         try:
-            if plan is None:
-                if current is None and self.options.needs_state:
-                    current = self.resolver.current_attributes(uuid)
-                decided = self._decide(record, uuid, current)
-                if isinstance(decided, Outcome):
-                    return decided, None
-                plan = decided
-            after = None if self.options.dry_run else self._apply(uuid, plan, current)
-            if problems := check_answer(record.custom, plan, after):  # answered, but did not take
-                error = "the write was answered but did not take: " + "; ".join(problems)
-                return Outcome.failure("verify", record.label, record, error, customer_uuid=uuid), after
-            return Outcome("succeeded", record.label, record, customer_uuid=uuid, changes=plan.changes), after
+            try:
+                return self._attempt(record, uuid, current, plan)
+            except (ChartMogulAPIError, ResolutionError) as exc:
+                if not customer_moved(record, exc):
+                    raise
+            uuid = self.resolver.resolve(record)  # once more: a merge gives the customer a new uuid
+            outcome, after = self._attempt(record, uuid, None, None)
+            outcome.re_resolved = True
+            return outcome, after
         except ChartMogulFatalError:
             raise
         except ResolutionError as exc:
@@ -151,6 +149,22 @@ class CustomAttributesPusher:
             return outcome, None
         except ChartMogulValidationError as exc:
             return Outcome.failure("validation", record.label, record, str(exc), customer_uuid=uuid), None
+
+    def _attempt(
+        self, record: CustomerRecord, uuid: str, current: dict[str, Any] | None, plan: Plan | None
+    ) -> tuple[Outcome, dict[str, Any] | None]:
+        if plan is None:
+            if current is None and self.options.needs_state:
+                current = self.resolver.current_attributes(uuid)
+            decided = self._decide(record, uuid, current)
+            if isinstance(decided, Outcome):
+                return decided, None
+            plan = decided
+        after = None if self.options.dry_run else apply_plan(self.hook, uuid, plan, current)
+        if problems := check_answer(record.custom, plan, after):  # answered, but did not take
+            error = "the write was answered but did not take: " + "; ".join(problems)
+            return Outcome.failure("verify", record.label, record, error, customer_uuid=uuid), after
+        return Outcome("succeeded", record.label, record, customer_uuid=uuid, changes=plan.changes), after
 
     def _decide(self, record: CustomerRecord, uuid: str, current: dict[str, Any] | None) -> Plan | Outcome:
         """What to send for ``record``: a plan, or the outcome when nothing is to be sent."""
@@ -168,37 +182,6 @@ class CustomAttributesPusher:
         if not plan.changes and not plan.writes:
             return Outcome("skipped", record.label, record, customer_uuid=uuid)
         return plan
-
-    def _apply(self, uuid: str, plan: Plan, current: dict[str, Any] | None) -> dict[str, Any] | None:
-        """Send ``plan``'s requests; the customer's attributes after them.
-
-        :raises ChartMogulAPIError: a request failed; when others had gone through, its message says
-            how many.
-        """
-        after: dict[str, Any] | None = None
-        written = 0
-        try:
-            if plan.post:
-                after = self.hook.add_custom_attributes(uuid, plan.post)
-                written += 1
-            if plan.put:
-                after = self.hook.update_custom_attributes(uuid, plan.put)
-                written += 1
-            if plan.delete:
-                removed = self.hook.remove_custom_attributes(uuid, plan.delete)
-                base = after if after is not None else dict(current or {})
-                after = (
-                    removed
-                    if removed is not None
-                    else {k: v for k, v in base.items() if k not in plan.delete}
-                )
-                written += 1
-        except ChartMogulAPIError as exc:
-            if not written or isinstance(exc, ChartMogulFatalError):
-                raise
-            note = f"{written} of {plan.writes} requests for this customer went through; replaying it is safe"
-            raise exc.with_note(note) from exc
-        return after
 
     # ---- the stream ------------------------------------------------------------------------------
 
@@ -387,7 +370,7 @@ class CustomAttributesPusher:
                 self.intake.order.place(entry, result)
                 continue
             outcome, after = result
-            if after is not None and entry.listed:
+            if after is not None and entry.listed and outcome.customer_uuid == entry.uuid:
                 self.intake.written(entry.uuid, after)  # type: ignore[arg-type]
             self._done(entry, outcome)
 

@@ -98,6 +98,7 @@ def test_a_report_without_outcomes_counts_nothing() -> None:
         "unchanged": 0,
         "cleared": 0,
         "customers_unchanged": 0,
+        "re_resolved": 0,
         "mode": "add",
         "dry_run": False,
         "failures": [],
