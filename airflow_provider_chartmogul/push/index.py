@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from airflow_provider_chartmogul.client.identifiers import data_source_uuids, external_ids
@@ -25,6 +25,8 @@ _SCHEMA = (
     "CREATE INDEX external_id_id ON external_id (id)",
     "CREATE TABLE email (email TEXT NOT NULL, uuid TEXT NOT NULL)",
     "CREATE INDEX email_email ON email (email)",
+    # Customers a record of the run was matched to (a mirror clears the managed keys of the others).
+    "CREATE TABLE matched (uuid TEXT PRIMARY KEY) WITHOUT ROWID",
 )
 
 
@@ -103,3 +105,32 @@ class CustomerIndex:
         """The customer's attributes after a write, for the next record for the same customer."""
         if self.keep_state:
             self._db.execute("UPDATE customer SET custom = ? WHERE uuid = ?", (json.dumps(custom), uuid))
+
+    def mark_matched(self, uuid: str) -> None:
+        """A record of the run is for customer ``uuid``: a mirror does not clear it."""
+        self._db.execute("INSERT OR IGNORE INTO matched VALUES (?)", (uuid,))
+
+    def holders(self, keys: Collection[str]) -> int:
+        """How many indexed customers hold at least one of ``keys``."""
+        return sum(1 for _ in self._holding(keys, unmatched_only=False))
+
+    def unmatched_holders(self, keys: Collection[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Each indexed customer no record matched that holds any of ``keys``, by uuid, with the
+        ones of ``keys`` it holds and their values (what a mirror clears)."""
+        return self._holding(keys, unmatched_only=True)
+
+    def _holding(
+        self, keys: Collection[str], *, unmatched_only: bool
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        if not self.keep_state:
+            raise ValueError("this index keeps no custom attributes (keep_state=False)")
+        wanted = frozenset(keys)
+        query = "SELECT uuid, custom FROM customer WHERE custom IS NOT NULL AND custom != '{}'"
+        if unmatched_only:
+            query += " AND uuid NOT IN (SELECT uuid FROM matched)"
+        # A cursor of its own streams the rows (the filter is in Python: JSON1 is not in every
+        # SQLite Python is built with), so memory stays flat however many customers are indexed.
+        for uuid, custom in self._db.cursor().execute(query + " ORDER BY uuid"):
+            held = {key: value for key, value in json.loads(custom).items() if key in wanted}
+            if held:
+                yield uuid, held

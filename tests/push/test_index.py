@@ -124,3 +124,29 @@ def test_identifiers_with_sql_wildcards_and_quotes_match_only_themselves() -> No
     assert index.by_external_id("%") == ["cus_pct"]
     assert index.by_external_id("o'neil") == ["cus_q"]
     assert index.by_email("aXb@x.y") == []
+
+
+# ---- what a mirror clears: the customers no record matched that hold managed keys ----------------
+
+
+def test_unmatched_holders_are_the_customers_holding_managed_keys_that_no_record_matched(
+    index: CustomerIndex,
+) -> None:
+    managed = ["seats", "pro", "mrr"]
+    assert index.holders(managed) == 3  # cus_42_ds3 holds no custom attribute
+    index.mark_matched("cus_team")
+    index.mark_matched("cus_team")  # matched twice is matched
+
+    assert list(index.unmatched_holders(managed)) == [
+        ("cus_42_ds1", {"pro": True}),
+        ("cus_merged", {"seats": 3}),  # "plan" is not managed: never cleared
+    ]
+    assert index.holders(managed) == 3  # matching changes who is cleared, not who holds
+
+
+def test_an_index_without_state_cannot_say_who_holds_a_key() -> None:
+    index = CustomerIndex(keep_state=False)
+    index.add(_account())
+    with pytest.raises(ValueError, match="keep_state"):
+        list(index.unmatched_holders(["seats"]))
+    index.close()
