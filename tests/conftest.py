@@ -55,7 +55,7 @@ def chartmogul_server(_server_session: ChartMogulServer) -> Iterator[ChartMogulS
         max_parallel=None,
         faults=None,
         type_conflict="error",
-        delete_status=200,
+        delete_status=204,  # as recorded (2023): DELETE answers 204 with an empty body
     )
     yield server
     server.reset()
