@@ -19,6 +19,7 @@ from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
 from airflow_provider_chartmogul.metrics import RunCounts
 from airflow_provider_chartmogul.push import dead_letter
 from airflow_provider_chartmogul.push.checkpoint import Checkpoint
+from airflow_provider_chartmogul.push.mirror import PlanRefused
 from airflow_provider_chartmogul.push.options import (
     Clear,
     CustomerLookup,
@@ -107,11 +108,20 @@ class AddCustomAttributesOperator(BaseOperator):
     :param chartmogul_conn_id: the ``chartmogul`` connection holding the API key.
     :param max_failures: how many customers may fail before the task fails (after all were tried).
     :param mode: ``"add"`` posts every attribute (the seed call); ``"sync"`` reads what ChartMogul
-        holds and sends only the differences.
+        holds and sends only the differences; ``"mirror"`` is a sync that also clears the managed
+        keys on customers the source no longer lists, after reading the whole listing and input
+        and checking the guards (docs/running-every-day.md).
     :param dry_run: read and plan, send no write; the report's ``plan`` says per customer and
         attribute what would be added, changed, left unchanged or cleared.
     :param clear: in sync mode, ``"remove"`` deletes an attribute whose value is NULL/None;
         ``"ignore"`` (default) leaves it alone.
+    :param managed_keys: in mirror mode, the attribute keys the mirror owns (cleared on customers
+        the source no longer lists, and by a NULL); default: the keys the input carries. Keys
+        outside them are never touched. (templated)
+    :param max_clear_fraction: in mirror mode, refuse (``AirflowFailException``, nothing sent) a
+        plan that clears managed keys on more than this share of the customers holding them.
+    :param allow_empty_source: in mirror mode, let a source of 0 rows, or of only NULL managed
+        values, clear managed keys (refused by default).
     :param customer_lookup: how ``external_id`` / ``email`` records are matched: ``"per_customer"``
         lookups, one pass over the ``"listing"`` of all customers, or ``"auto"`` (listing once
         more than ``listing_threshold`` records need a lookup).
@@ -130,7 +140,7 @@ class AddCustomAttributesOperator(BaseOperator):
     :param dead_letter_table: the table for those rows, created when missing.
     """
 
-    template_fields: Sequence[str] = ("customers", "sql", "parameters", "source")
+    template_fields: Sequence[str] = ("customers", "sql", "parameters", "source", "managed_keys")
     template_ext: Sequence[str] = (".sql",)
     template_fields_renderers = {"sql": "sql", "customers": "json", "parameters": "json"}
     ui_color = "#13a89e"
@@ -149,6 +159,9 @@ class AddCustomAttributesOperator(BaseOperator):
         mode: Mode = "add",
         dry_run: bool = False,
         clear: Clear = "ignore",
+        managed_keys: Sequence[str] | None = None,
+        max_clear_fraction: float = 0.1,
+        allow_empty_source: bool = False,
         customer_lookup: CustomerLookup = "auto",
         listing_threshold: int = 500,
         resume: bool = True,
@@ -167,6 +180,7 @@ class AddCustomAttributesOperator(BaseOperator):
         self.sql_conn_id = sql_conn_id
         self.parameters = parameters
         self.source = source
+        self.managed_keys = managed_keys
         self.attribute_types = validate_attribute_types(attribute_types)
         self.chartmogul_conn_id = chartmogul_conn_id
         self.options = PushOptions(
@@ -178,6 +192,10 @@ class AddCustomAttributesOperator(BaseOperator):
             listing_threshold=listing_threshold,
             max_failures=max_failures,
             resume=resume,
+            # A template or an XComArg is checked once rendered (execute).
+            managed_keys=managed_keys if isinstance(managed_keys, list | tuple) else None,
+            max_clear_fraction=max_clear_fraction,
+            allow_empty_source=allow_empty_source,
         )
         # The hook's own checks, run here so that a bad value fails when the DAG is parsed.
         self.max_requests_per_second = check_override("max_requests_per_second", max_requests_per_second)
@@ -198,11 +216,13 @@ class AddCustomAttributesOperator(BaseOperator):
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
-        options = dataclasses.replace(self.options, source=self.source)  # the rendered source
+        # The rendered fields.
+        options = dataclasses.replace(self.options, source=self.source, managed_keys=self.managed_keys)
         records = self._records(options)
         checkpoint = Checkpoint.from_context(
             context,
-            enabled=options.resume and not options.dry_run,
+            # A mirror's retry plans again from the listing: it sends only what is not done yet.
+            enabled=options.resume and not options.dry_run and options.mode != "mirror",
             interval=options.checkpoint_interval,
             log=self.log,
         )
@@ -259,6 +279,10 @@ class AddCustomAttributesOperator(BaseOperator):
                 self._stop_run(self._kill_reason)
             try:
                 report = pusher.run(records)
+            except PlanRefused as exc:
+                self.log.error("%s", exc)
+                self._publish(context, exc.report)
+                raise AirflowFailException(str(exc)) from None
             except RunAborted as exc:
                 message = self._stopped_message(exc.report, exc.__cause__, checkpoint.active)
                 self.log.warning("%s", message)

@@ -74,8 +74,10 @@ class CustomerIntake:
 
     def start(self) -> None:
         """At the start of the run: read the listing now if ``customer_lookup="listing"``."""
-        if self.options.customer_lookup == "listing":
-            self._start_listing("customer_lookup='listing'")
+        if self.options.customer_lookup == "listing" or self.options.mode == "mirror":
+            self._start_listing(
+                f"customer_lookup={self.options.customer_lookup!r}, mode={self.options.mode!r}"
+            )
 
     def close(self) -> None:
         """Stop the listing and drop the index (at the end of the run: nothing is written after)."""

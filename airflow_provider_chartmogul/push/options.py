@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-Mode = Literal["add", "sync"]
+Mode = Literal["add", "sync", "mirror"]
 Clear = Literal["ignore", "remove"]
 CustomerLookup = Literal["auto", "per_customer", "listing"]
 
@@ -70,6 +71,12 @@ class PushOptions:
         already answered (:mod:`airflow_provider_chartmogul.push.checkpoint`).
     :param progress_interval: seconds between progress lines in the log.
     :param checkpoint_interval: seconds between progress records in the task state store.
+    :param managed_keys: in mirror mode, the keys a mirror clears on customers the source no longer
+        lists; None: the keys the input carries.
+    :param max_clear_fraction: in mirror mode, the largest share (0-1) of the customers holding
+        managed keys whose keys a plan may clear.
+    :param allow_empty_source: in mirror mode, let a source of no records (or only NULL managed
+        values) clear managed keys.
     :raises ValueError: on the first option that is out of its range, naming it.
     """
 
@@ -83,13 +90,25 @@ class PushOptions:
     resume: bool = True
     progress_interval: float = 30.0
     checkpoint_interval: float = 1.0
+    managed_keys: Sequence[str] | None = None
+    max_clear_fraction: float = 0.1
+    allow_empty_source: bool = False
 
     def __post_init__(self) -> None:
         check_choice("mode", self.mode, get_args(Mode))
         check_choice("clear", self.clear, get_args(Clear))
         check_choice("customer_lookup", self.customer_lookup, get_args(CustomerLookup))
-        if self.clear == "remove" and self.mode != "sync":
+        if self.clear == "remove" and self.mode == "add":
             raise ValueError("clear='remove' needs mode='sync' (add mode never removes attributes)")
+        check_flag("allow_empty_source", self.allow_empty_source)
+        fraction = self.max_clear_fraction
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 <= fraction <= 1:
+            raise ValueError(f"max_clear_fraction must be a number from 0 to 1, got {fraction!r}")
+        if self.managed_keys is not None:
+            keys = self.managed_keys
+            if isinstance(keys, str) or not all(isinstance(k, str) and k for k in keys) or not keys:
+                raise ValueError(f"managed_keys must be a non-empty list of attribute keys, got {keys!r}")
+            object.__setattr__(self, "managed_keys", tuple(keys))
         check_flag("dry_run", self.dry_run)
         check_flag("resume", self.resume)
         if self.source is not None and not isinstance(self.source, str):
@@ -102,9 +121,9 @@ class PushOptions:
     @property
     def needs_state(self) -> bool:
         """Whether each customer's current attributes must be read before planning."""
-        return self.mode == "sync" or self.dry_run
+        return self.mode != "add" or self.dry_run
 
     @property
     def keeps_nulls(self) -> bool:
         """Whether a NULL/None value means "clear this attribute" (else it is left alone)."""
-        return self.mode == "sync" and self.clear == "remove"
+        return self.mode == "mirror" or (self.mode == "sync" and self.clear == "remove")

@@ -169,6 +169,9 @@ class RunReport:
         #: Where this try resumed from (``from_try``, ``watermark``, ``done_earlier``: records an
         #: earlier try answered, not sent again), or why it ``started_over``; None on a first try.
         self.resumed: dict[str, Any] | None = None
+        #: A mirror's plan, counted before its first write: customers holding managed keys, those
+        #: to clear, a sample of them, and ``refused``: why a guard refused it (else None).
+        self.mirror: dict[str, Any] | None = None
 
     def add(self, outcome: Outcome) -> None:
         self.counts["total"] += 1
@@ -251,6 +254,8 @@ class RunReport:
             out["not_attempted"] = self.not_attempted
         if self.resumed is not None:
             out["resumed"] = self.resumed
+        if self.mirror is not None:
+            out["mirror"] = self.mirror
         return out
 
 

@@ -25,6 +25,7 @@ from airflow_provider_chartmogul.exceptions import (
 )
 from airflow_provider_chartmogul.push.checkpoint import Checkpoint
 from airflow_provider_chartmogul.push.intake import CustomerIntake
+from airflow_provider_chartmogul.push.mirror import MirrorPlan, PlanRefused, stopped_by
 from airflow_provider_chartmogul.push.options import PushOptions
 from airflow_provider_chartmogul.push.plan import (
     ObservedTypes,
@@ -108,6 +109,7 @@ class CustomAttributesPusher:
         self._wake_after = 1
         self._executor: ThreadPoolExecutor | None = None
         self._finished = False
+        self.mirror: MirrorPlan | None = None
 
     def stop(self, reason: str) -> None:
         """Stop the run from any thread, a signal handler included: nothing more is submitted,
@@ -126,8 +128,7 @@ class CustomAttributesPusher:
     def _write(
         self, record: CustomerRecord, uuid: str, current: dict[str, Any] | None, plan: Plan | None = None
     ) -> tuple[Outcome, dict[str, Any] | None]:
-        """Plan (unless ``plan`` is given) and write one record; its outcome and the customer's
-        attributes after it (None when unknown or unchanged)."""
+        """Plan (unless given) and write one record: its outcome, the attributes after (None: unknown)."""
         try:
             try:
                 return self._attempt(record, uuid, current, plan)
@@ -174,9 +175,9 @@ class CustomAttributesPusher:
         if conflicts:
             error = "type conflict, nothing was sent: " + "; ".join(conflicts)
             return Outcome.failure("conflict", record.label, record, error, customer_uuid=uuid)
-        if self.options.mode == "sync":
+        if self.options.mode != "add":
             assert current is not None
-            plan = plan_sync(record.custom, current, clear=self.options.clear)
+            plan = plan_sync(record.custom, current, clear="remove" if self.options.keeps_nulls else "ignore")
         else:
             plan = plan_add(record.custom, current)
         if not plan.changes and not plan.writes:
@@ -186,7 +187,7 @@ class CustomAttributesPusher:
     # ---- the stream ------------------------------------------------------------------------------
 
     def _parse(self, items: Iterable[Any]) -> Iterator[CustomerRecord | Outcome]:
-        allow_clear = self.options.mode == "sync"
+        allow_clear = self.options.mode != "add"
         for index, item in enumerate(items):
             self._read = index + 1
             if self.checkpoint.should_skip(index):  # an earlier try answered it
@@ -214,6 +215,8 @@ class CustomAttributesPusher:
         record read: written, failed, or not attempted (ready to replay); the input not read yet
         is counted, not read (``input_complete`` false).
         """
+        if self.options.mode == "mirror":
+            items = self._plan_mirror(items)
         self._input = items = self.checkpoint.watch(items)
         try:
             abort = self._run(items)
@@ -233,6 +236,19 @@ class CustomAttributesPusher:
             ) from self._stopped_by
         self._finish(None)
         return self.report
+
+    def _plan_mirror(self, items: Iterable[Any]) -> Iterable[Any]:
+        """Phase one of a mirror (push/mirror.py); a refused plan finishes the report and raises."""
+        self.mirror = mirror = MirrorPlan(self.hook, self.options, self.observed, lambda: self._stop_reason)
+        try:
+            items = mirror.prepare(items)
+        except ChartMogulAPIError as exc:  # _run stops at once: nothing was sent
+            self._set_abort(self._stop_reason or f"the customer listing failed: {exc}", stopped_by(exc))
+            return iter(())
+        if mirror.refused is not None and not self.options.dry_run:
+            self._finish(None)
+            raise PlanRefused(mirror.refused, self.report)
+        return items
 
     def _run(self, items: Iterable[Any]) -> str | None:
         """The main loop; why the run stopped early, or None when every record was processed."""
@@ -449,6 +465,7 @@ class CustomAttributesPusher:
         self._finished = True
         self.intake.close()
         report = self.report
+        report.mirror = self.mirror.close() if self.mirror is not None else None
         report.requests = self.hook.stats.snapshot()
         report.customer_lookup = self.intake.summary(self.resolver.lookup_requests)
         report.duration_seconds = round(time.monotonic() - self._started, 3)

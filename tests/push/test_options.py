@@ -27,7 +27,7 @@ def test_the_defaults_are_an_add_run_that_resumes() -> None:
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"mode": "upsert"}, "mode must be one of 'add', 'sync', got 'upsert'"),
+        ({"mode": "upsert"}, "mode must be one of 'add', 'sync', 'mirror', got 'upsert'"),
         ({"clear": "null"}, "clear must be one of 'ignore', 'remove', got 'null'"),
         (
             {"customer_lookup": "guess"},
