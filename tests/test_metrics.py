@@ -78,6 +78,12 @@ def _airflow_statsd_logger(monkeypatch: pytest.MonkeyPatch, port: int, *, influx
         from airflow.sdk.observability.metrics.statsd_logger import get_statsd_logger
     except ImportError:  # Airflow 2.10+, 3.0 to 3.2
         from airflow.metrics.statsd_logger import get_statsd_logger  # type: ignore[no-redef]
+    import inspect
+
+    # Airflow 2.x declares the factory as get_statsd_logger(cls), bound to its Stats, and never
+    # reads cls; 3.x takes no argument.
+    if inspect.signature(get_statsd_logger).parameters:
+        return get_statsd_logger(None)  # type: ignore[call-arg]
     return get_statsd_logger()
 
 
