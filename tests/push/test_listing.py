@@ -199,10 +199,19 @@ def test_a_refused_key_is_kept_for_the_main_thread(
         connection_json(chartmogul_server, api_key="sk_test_not_a_known_key_0000_SECRET"),
     )
     notified: list[bool] = []
-    with ChartMogulHook() as hook:
-        reader = ListingReader(hook, lambda: notified.append(reader.pages.empty()))
+    woken = threading.Event()
 
-        assert _run(reader) == [None]
+    def wake() -> None:
+        notified.append(reader.pages.empty())
+        woken.set()
+
+    with ChartMogulHook() as hook:
+        reader = ListingReader(hook, wake)
+        reader.start()
+        # The queue is read only once the reader has woken the main thread: reading it earlier would
+        # race the check of what the wake-up found waiting.
+        assert woken.wait(JOIN_SECONDS)
+        assert reader.pages.get(timeout=JOIN_SECONDS) is None
 
     assert isinstance(reader.error, ChartMogulAuthError)
     assert reader.error.status == 401
