@@ -172,6 +172,10 @@ class RunReport:
         #: A mirror's plan, counted before its first write: customers holding managed keys, those
         #: to clear, a sample of them, and ``refused``: why a guard refused it (else None).
         self.mirror: dict[str, Any] | None = None
+        #: The account-wide request budget the run took its send slots from (``state``
+        #: ``"shared"``, or ``"in-process"`` with the ``fallback`` reason once Redis failed);
+        #: None without one.
+        self.shared_budget: dict[str, Any] | None = None
 
     def add(self, outcome: Outcome) -> None:
         self.counts["total"] += 1
@@ -227,6 +231,8 @@ class RunReport:
                 f"; resumed after try {self.resumed['from_try']}: {self.resumed['done_earlier']} "
                 "records answered then were not sent again"
             )
+        if self.shared_budget and self.shared_budget.get("fallback"):
+            text += "; the shared request budget was unavailable: the run went on at a cautious rate"
         return text
 
     def as_dict(self) -> dict[str, Any]:
@@ -256,6 +262,8 @@ class RunReport:
             out["resumed"] = self.resumed
         if self.mirror is not None:
             out["mirror"] = self.mirror
+        if self.shared_budget is not None:
+            out["shared_budget"] = scrub_value(self.shared_budget)
         return out
 
 

@@ -187,7 +187,7 @@ class CustomAttributesPusher:
     # ---- the stream ------------------------------------------------------------------------------
 
     def _parse(self, items: Iterable[Any]) -> Iterator[CustomerRecord | Outcome]:
-        allow_clear = self.options.mode != "add"
+        allow_clear, source = self.options.mode != "add", self.options.source
         for index, item in enumerate(items):
             self._read = index + 1
             if self.checkpoint.should_skip(index):  # an earlier try answered it
@@ -196,9 +196,7 @@ class CustomAttributesPusher:
                 yield Outcome.failure(item.stage, item.label, item.record, item.message)  # type: ignore[arg-type]
                 continue
             try:
-                yield parse_record(
-                    item, index=index, default_source=self.options.source, allow_clear=allow_clear
-                )
+                yield parse_record(item, index=index, default_source=source, allow_clear=allow_clear)
             except ChartMogulValidationError as exc:
                 yield Outcome.failure("validation", describe_record(item, index), item, str(exc))
         self._exhausted = True
@@ -470,6 +468,8 @@ class CustomAttributesPusher:
         report.customer_lookup = self.intake.summary(self.resolver.lookup_requests)
         report.duration_seconds = round(time.monotonic() - self._started, 3)
         report.resumed = self.checkpoint.summary()
+        budget = self.hook.shared_budget
+        report.shared_budget = budget.status() if budget is not None else None
         self.checkpoint.flush(time.monotonic(), force=True)
         if any(failure["stage"] == "input" for failure in report.failures):
             report.input_complete = False  # the input broke: whatever came after was never read

@@ -352,3 +352,52 @@ def test_the_key_never_reaches_redis(
     import hashlib
 
     assert hashlib.sha256(API_KEY.encode()).hexdigest()[:16] not in text
+
+
+def _operator_report(account: ChartMogulServer, monkeypatch: pytest.MonkeyPatch, redis_port: int) -> Any:
+    from airflow_provider_chartmogul.operators.custom_attributes import AddCustomAttributesOperator
+
+    monkeypatch.setenv("AIRFLOW_CONN_CHARTMOGUL_DEFAULT", connection_json(account))
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{BUDGET_CONN.upper()}",
+        json.dumps({"conn_type": "redis", "host": "127.0.0.1", "port": redis_port}),
+    )
+    records = [
+        {"customer_uuid": synthetic_uuid(i), "custom": [{"type": "Integer", "key": "seats", "value": i}]}
+        for i in range(10)
+    ]
+    operator = AddCustomAttributesOperator(
+        task_id="push", customers=records, shared_budget_conn_id=BUDGET_CONN
+    )
+    return operator.execute(context={})
+
+
+def test_the_report_names_the_shared_budget_it_took_its_slots_from(
+    account: ChartMogulServer,
+    redis_server: RedisServer,  # noqa: F811 (a fixture)
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    report = _operator_report(account, monkeypatch, redis_server.port)
+
+    assert report["succeeded"] == 10
+    budget = report["shared_budget"]
+    assert (budget["state"], budget["fallback"]) == ("shared", None)
+    assert budget["name"] == budget_name(account.url, API_KEY)
+    assert (budget["requests_per_second"], budget["connections"]) == (39, 18)
+
+
+def test_the_report_says_when_the_push_went_on_without_the_shared_budget(
+    account: ChartMogulServer, monkeypatch: pytest.MonkeyPatch, task_log: Any
+) -> None:
+    require_redis()
+    closed = RedisServer()  # a port with no server behind it
+    report = _operator_report(account, monkeypatch, closed.port)
+    closed.close()
+
+    assert report["succeeded"] == 10, "a Redis that fails never fails the run"
+    budget = report["shared_budget"]
+    assert budget["state"] == "in-process"
+    assert budget["fallback"]["requests_per_second"] == pytest.approx(39 / FALLBACK_TASKS)
+    assert "Connection" in budget["fallback"]["reason"], budget["fallback"]
+    assert "the shared request budget was unavailable" in task_log()
+    assert API_KEY not in json.dumps(report)
