@@ -27,6 +27,8 @@ HEAD = 100
 #: range are re-sent on a retry. 1,000 ranges stay under 30 KB of JSON, well under the store's
 #: default ``max_value_storage_bytes`` (64 KB).
 MAX_RANGES = 1000
+#: Seconds between writes (``PushOptions.checkpoint_interval``): what a SIGKILL can lose.
+DEFAULT_INTERVAL = 0.5
 
 
 class StateStore(Protocol):
@@ -143,7 +145,7 @@ class Checkpoint:
         store: StateStore | None,
         *,
         try_number: int | None = None,
-        interval: float = 1.0,
+        interval: float = DEFAULT_INTERVAL,
         log: logging.Logger | None = None,
     ) -> None:
         self.store = store

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from airflow_provider_chartmogul.push.checkpoint import DEFAULT_INTERVAL as CHECKPOINT_INTERVAL
+
 Mode = Literal["add", "sync", "mirror"]
 Clear = Literal["ignore", "remove"]
 CustomerLookup = Literal["auto", "per_customer", "listing"]
@@ -70,7 +72,12 @@ class PushOptions:
     :param resume: on Airflow >= 3.3, let a retry of the task skip the records an earlier try
         already answered (:mod:`airflow_provider_chartmogul.push.checkpoint`).
     :param progress_interval: seconds between progress lines in the log.
-    :param checkpoint_interval: seconds between progress records in the task state store.
+    :param checkpoint_interval: seconds between writes of the progress to the task state store,
+        while records are answered. A SIGKILL loses the progress since the last write: at 39
+        requests per second, 0.5 s is about 20 records (under 1 % of a 3,000-record push), which
+        the retry sends again. The cost: each write is one ``PUT`` to Airflow's execution API and
+        one upsert of a small JSON value (a few hundred bytes; at most 30 KB) in the metadata
+        database, so two a second per running push at the default.
     :param managed_keys: in mirror mode, the keys a mirror clears on customers the source no longer
         lists; None: the keys the input carries.
     :param max_clear_fraction: in mirror mode, the largest share (0-1) of the customers holding
@@ -89,7 +96,7 @@ class PushOptions:
     max_failures: int = 0
     resume: bool = True
     progress_interval: float = 30.0
-    checkpoint_interval: float = 1.0
+    checkpoint_interval: float = CHECKPOINT_INTERVAL
     managed_keys: Sequence[str] | None = None
     max_clear_fraction: float = 0.1
     allow_empty_source: bool = False

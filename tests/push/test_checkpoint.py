@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_chartmogul.push.checkpoint import (
+    DEFAULT_INTERVAL,
     FORMAT,
     HEAD,
     KEY,
@@ -26,6 +27,7 @@ from airflow_provider_chartmogul.push.checkpoint import (
     Progress,
     input_digest,
 )
+from airflow_provider_chartmogul.push.options import PushOptions
 
 
 class DictStore:
@@ -236,6 +238,20 @@ def test_writes_come_at_most_once_per_interval_and_only_after_a_change() -> None
     checkpoint.mark_done(2)
     assert checkpoint.flush(20.1, force=True)
     assert [w["done"] for w in store.writes] == [[[0, 1]], [[0, 2]], [[0, 3]]]
+
+
+def test_by_default_the_progress_is_written_every_half_second() -> None:
+    """What a SIGKILL can lose: the answers since the last write (the deployment test counts them)."""
+    store = DictStore()
+    checkpoint = Checkpoint(store)
+    checkpoint.watch(records(10))
+
+    checkpoint.mark_done(0)
+    assert checkpoint.flush(100.0)
+    checkpoint.mark_done(1)
+    assert not checkpoint.flush(100.49)
+    assert checkpoint.flush(100.5)
+    assert checkpoint.interval == DEFAULT_INTERVAL == PushOptions().checkpoint_interval == 0.5
 
 
 def test_finish_forgets_the_progress() -> None:

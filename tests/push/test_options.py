@@ -20,6 +20,8 @@ def test_the_defaults_are_an_add_run_that_resumes() -> None:
         "auto",
     )
     assert (options.listing_threshold, options.max_failures, options.resume) == (500, 0, True)
+    # A SIGKILL loses at most this long's progress (docs/running-every-day.md).
+    assert (options.progress_interval, options.checkpoint_interval) == (30.0, 0.5)
     assert not options.needs_state
     assert not options.keeps_nulls
 
