@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -38,7 +38,7 @@ _TYPE_HINTS = {
 @dataclass(frozen=True, slots=True)
 class CustomAttribute:
     """One attribute, ready to send once :func:`~airflow_provider_chartmogul.attributes.normalize_attribute`
-    has checked it (an instance built by hand is checked again wherever it is sent).
+    has made it (the hook's public methods check any instance they are given).
 
     :param type: one of :data:`ATTRIBUTE_TYPES`, in its documented spelling.
     :param key: the attribute key.
@@ -51,9 +51,6 @@ class CustomAttribute:
     key: str
     value: str | int | float | bool | None
     source: str | None = None
-    # Not a constructor argument: only normalize.py sets it, to a token of its own, on the
-    # instances it made, so a caller cannot mark an unchecked attribute as checked.
-    _checked_by: object = field(default=None, init=False, repr=False, compare=False)
 
     def as_payload(self) -> dict[str, Any]:
         """The seed's element: ``type``, ``key``, ``value`` and ``source`` (only when set), in that order."""

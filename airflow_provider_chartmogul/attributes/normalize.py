@@ -12,19 +12,6 @@ from airflow_provider_chartmogul.attributes.text import surrogate_problem
 from airflow_provider_chartmogul.attributes.values import normalize_for_type
 from airflow_provider_chartmogul.exceptions import ChartMogulValidationError, shorten
 
-# Left on the attributes normalize_attribute made, so that checking them again can be skipped.
-# Only this module can reach it: no constructor argument or public name sets it.
-_CHECKED = object()
-_set = object.__setattr__
-
-
-def _checked(
-    type_: str, key: str, value: str | int | float | bool | None, source: str | None
-) -> CustomAttribute:
-    attribute = CustomAttribute(type_, key, value, source)
-    _set(attribute, "_checked_by", _CHECKED)  # frozen: the one field the constructor does not take
-    return attribute
-
 
 def _invalid(rule: str, customer: str | None, key: str | None, value: Any) -> ChartMogulValidationError:
     return ChartMogulValidationError(rule, customer=customer, key=key, value=value, has_value=True)
@@ -55,10 +42,12 @@ def normalize_attribute(
     allow_clear: bool = False,
     default_source: str | None = None,
 ) -> CustomAttribute:
-    """Check one attribute (the seed's ``{"type", "key", "value", "source"?}``) and normalise it.
+    """Check one attribute (the seed's ``{"type", "key", "value", "source"?}``, or a
+    :class:`CustomAttribute`) and normalise it. ``default_source`` applies whenever the attribute
+    has no source.
 
-    A :class:`CustomAttribute` built by hand is checked again the same way; one this function made
-    is returned as it is. ``default_source`` applies whenever the attribute has no source.
+    Every call checks: what was checked once is not given here again (a push run checks its
+    records when they enter it and sends them through the hook unchecked).
 
     :param customer: label of the customer, used in every error.
     :param allow_clear: accept ``value: None``, meaning "remove this attribute".
@@ -66,12 +55,6 @@ def normalize_attribute(
     :raises ChartMogulValidationError: naming the customer, the key, the value and the rule.
     """
     if isinstance(raw, CustomAttribute):
-        if (
-            raw._checked_by is _CHECKED
-            and (raw.value is not None or allow_clear)
-            and (raw.source is not None or default_source is None)
-        ):
-            return raw
         raw = {"type": raw.type, "key": raw.key, "value": raw.value, "source": raw.source}
     if not isinstance(raw, Mapping):
         raise _invalid(
@@ -110,7 +93,7 @@ def normalize_attribute(
         source = _check_source(default_source, customer=customer, key=key)
     if value is None:
         if allow_clear:
-            return _checked(type_, key, None, source)
+            return CustomAttribute(type_, key, None, source)
         raise _invalid(
             f"value is required for a {type_} attribute (None is only accepted when clearing is allowed)",
             customer,
@@ -121,7 +104,7 @@ def normalize_attribute(
         normalised = normalize_for_type(type_, value)
     except ValueError as exc:
         raise _invalid(str(exc), customer, key, value) from None
-    return _checked(type_, key, normalised, source)
+    return CustomAttribute(type_, key, normalised, source)
 
 
 def normalize_custom(

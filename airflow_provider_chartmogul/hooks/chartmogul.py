@@ -280,10 +280,16 @@ class ChartMogulHook(BaseHook):
             return False, str(exc)
         return True, f"Connected to ChartMogul at {self.settings.base_url} (ping answered {answer!r})"
 
+    # ---- custom attributes ---------------------------------------------------------------------
+    # The public methods check their arguments (a direct caller's values), then send through the
+    # ``_send_*`` methods, which take values already checked. A push run checks its records once,
+    # when they enter it (push/records.py), and sends through ``_send_*`` (push/send.py).
+
     @staticmethod
-    def _customer_path(customer_uuid: Any, suffix: str) -> str:
+    def _checked_uuid(customer_uuid: Any) -> tuple[str, str]:
+        """The checked uuid and the label errors about that customer carry."""
         uuid = validate_customer_uuid(customer_uuid, customer=f"customer_uuid={customer_uuid!r}")
-        return f"/v1/customers/{_segment(uuid)}{suffix}"
+        return uuid, f"customer_uuid={uuid}"
 
     def add_custom_attributes(
         self,
@@ -298,21 +304,17 @@ class ChartMogulHook(BaseHook):
 
         :param customer_uuid: the ChartMogul customer uuid (``cus_...``); never empty: the
             official client's fallback to the by-email call is deliberately not reproduced.
-        :param custom: the seed's list of ``{"type", "key", "value", "source"?}``; validated first,
-            and nothing is sent if any attribute breaks a rule.
+        :param custom: the seed's list of ``{"type", "key", "value", "source"?}`` (or
+            :class:`CustomAttribute`); validated first, and nothing is sent if any attribute
+            breaks a rule.
         :param source: applied to attributes that carry no ``source`` of their own.
         :return: the customer's whole custom-attribute map after the call.
         """
-        path = self._customer_path(customer_uuid, "/attributes/custom")
-        attributes = normalize_custom(
-            custom, customer=f"customer_uuid={customer_uuid}", default_source=source
-        )
+        uuid, label = self._checked_uuid(customer_uuid)
+        attributes = normalize_custom(custom, customer=label, default_source=source)
         if not attributes:
-            raise ChartMogulValidationError(
-                "custom is empty: there is nothing to add", customer=f"customer_uuid={customer_uuid}"
-            )
-        answer = self.request("POST", path, json_body={"custom": [a.as_payload() for a in attributes]})
-        return self._custom_map(answer, "POST", path)
+            raise ChartMogulValidationError("custom is empty: there is nothing to add", customer=label)
+        return self._send_add(uuid, attributes)
 
     def update_custom_attributes(self, customer_uuid: str, custom: Mapping[str, Any]) -> dict[str, Any]:
         """Change the values of attributes the account already defines (``PUT``).
@@ -320,8 +322,7 @@ class ChartMogulHook(BaseHook):
         :param custom: ``{key: value}`` or ``{key: {"value": value, "source": source}}``.
         :return: the customer's whole custom-attribute map after the call.
         """
-        label = f"customer_uuid={customer_uuid}"
-        path = self._customer_path(customer_uuid, "/attributes/custom")
+        uuid, label = self._checked_uuid(customer_uuid)
         if not isinstance(custom, Mapping) or not custom:
             raise ChartMogulValidationError(
                 "custom must be a non-empty mapping of key to value",
@@ -329,11 +330,8 @@ class ChartMogulHook(BaseHook):
                 value=custom,
                 has_value=True,
             )
-        body: dict[str, Any] = {}
-        for key, value in custom.items():
-            body[key] = self._checked_update(key, value, customer=label)
-        answer = self.request("PUT", path, json_body={"custom": body})
-        return self._custom_map(answer, "PUT", path)
+        body = {key: self._checked_update(key, value, customer=label) for key, value in custom.items()}
+        return self._send_update(uuid, body)
 
     def remove_custom_attributes(self, customer_uuid: str, keys: Iterable[str]) -> dict[str, Any] | None:
         """Remove attributes from a customer (``DELETE``).
@@ -341,21 +339,42 @@ class ChartMogulHook(BaseHook):
         :return: the remaining custom-attribute map when the API sends it (200), else ``None``
             (202 and 204 are accepted too: different API versions answer differently).
         """
-        label = f"customer_uuid={customer_uuid}"
-        path = self._customer_path(customer_uuid, "/attributes/custom")
+        uuid, label = self._checked_uuid(customer_uuid)
         if isinstance(keys, str):
             keys = [keys]
         checked = [validate_key(key, customer=label) for key in keys]
         if not checked:
             raise ChartMogulValidationError("no keys to remove", customer=label)
-        answer = self.request("DELETE", path, json_body={"custom": checked})
+        return self._send_remove(uuid, checked)
+
+    def get_custom_attributes(self, customer_uuid: str) -> dict[str, Any]:
+        """The customer's custom attributes (``GET /v1/customers/{uuid}/attributes``)."""
+        uuid, _ = self._checked_uuid(customer_uuid)
+        return self._read_custom(uuid)
+
+    def _send_add(self, uuid: str, attributes: Sequence[CustomAttribute]) -> dict[str, Any]:
+        """``POST`` checked ``attributes`` (non-empty) to the customer of checked ``uuid``."""
+        path = f"/v1/customers/{_segment(uuid)}/attributes/custom"
+        answer = self.request("POST", path, json_body={"custom": [a.as_payload() for a in attributes]})
+        return self._custom_map(answer, "POST", path)
+
+    def _send_update(self, uuid: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``PUT`` a checked ``{key: value or {"value", "source"}}`` (non-empty)."""
+        path = f"/v1/customers/{_segment(uuid)}/attributes/custom"
+        answer = self.request("PUT", path, json_body={"custom": dict(body)})
+        return self._custom_map(answer, "PUT", path)
+
+    def _send_remove(self, uuid: str, keys: Sequence[str]) -> dict[str, Any] | None:
+        """``DELETE`` checked ``keys`` (non-empty); the remaining map when the API sends one."""
+        path = f"/v1/customers/{_segment(uuid)}/attributes/custom"
+        answer = self.request("DELETE", path, json_body={"custom": list(keys)})
         if isinstance(answer, dict) and isinstance(answer.get("custom"), dict):
             return answer["custom"]
         return None
 
-    def get_custom_attributes(self, customer_uuid: str) -> dict[str, Any]:
-        """The customer's custom attributes (``GET /v1/customers/{uuid}/attributes``)."""
-        path = self._customer_path(customer_uuid, "/attributes")
+    def _read_custom(self, uuid: str) -> dict[str, Any]:
+        """The custom attributes of the customer of checked ``uuid``."""
+        path = f"/v1/customers/{_segment(uuid)}/attributes"
         return self._custom_map(self.request("GET", path), "GET", path)
 
     def add_custom_attributes_by_email(

@@ -9,6 +9,10 @@ asked for count (the email case-insensitively, the external id exactly and withi
 asked for); an answer of only other customers is a misdirected lookup, a resolution failure. The
 search endpoint is asked for the email as given and, when that finds nothing and the email has
 capitals, in lower case.
+
+The uuid a record is matched to came from ChartMogul's answer, not from the checked input: it is
+checked here, once, when it is picked (as :func:`~airflow_provider_chartmogul.push.records.parse_record`
+checks a record's own ``customer_uuid``), and sent unchecked after.
 """
 
 from __future__ import annotations
@@ -17,8 +21,12 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_chartmogul.client.identifiers import data_source_uuids, external_ids
-from airflow_provider_chartmogul.exceptions import ChartMogulAPIError
+from airflow_provider_chartmogul.client.identifiers import (
+    data_source_uuids,
+    external_ids,
+    validate_customer_uuid,
+)
+from airflow_provider_chartmogul.exceptions import ChartMogulAPIError, ChartMogulValidationError
 from airflow_provider_chartmogul.push.plan import ObservedTypes
 from airflow_provider_chartmogul.push.records import CustomerRecord
 
@@ -37,7 +45,10 @@ class ResolutionError(Exception):
 
 
 def pick(record: CustomerRecord, uuids: list[str]) -> str:
-    """The one customer of ``uuids`` (the matches of ``record``'s identifier)."""
+    """The one customer of ``uuids`` (the matches of ``record``'s identifier), its uuid checked.
+
+    :raises ResolutionError: no match, several, or a uuid that is not safe to send.
+    """
     what = _describe_identifier(record)
     if not uuids:
         raise ResolutionError(f"no ChartMogul customer has {what}", status=404)
@@ -53,7 +64,10 @@ def pick(record: CustomerRecord, uuids: list[str]) -> str:
             f"{what} matches {len(unique)} ChartMogul customers ({named}); nothing was written to "
             f"any of them ({hint})"
         )
-    return unique[0]
+    try:
+        return validate_customer_uuid(unique[0], customer=f"the ChartMogul customer with {what}")
+    except ChartMogulValidationError as exc:
+        raise ResolutionError(f"{exc}; nothing was written") from None
 
 
 def carries(record: CustomerRecord, customer: Mapping[str, Any]) -> bool:
@@ -132,10 +146,10 @@ class CustomerResolver:
         return []
 
     def current_attributes(self, uuid: str) -> dict[str, Any]:
-        """The customer's custom attributes as they are in ChartMogul now."""
+        """The customer's custom attributes as they are in ChartMogul now (``uuid`` checked)."""
         self._count_page()
         try:
-            current = self.hook.get_custom_attributes(uuid)
+            current = self.hook._read_custom(uuid)
         except ChartMogulAPIError as exc:
             if exc.status == 404:
                 raise ResolutionError(

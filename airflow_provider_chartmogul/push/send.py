@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 def apply_plan(
     hook: ChartMogulHook, uuid: str, plan: Plan, current: dict[str, Any] | None
 ) -> dict[str, Any] | None:
-    """Send ``plan``'s requests; the customer's attributes after them.
+    """Send ``plan``'s requests; the customer's attributes after them. ``uuid`` and the plan's
+    values were checked when their record entered the run (or, for a uuid ChartMogul answered,
+    when the record's customer was picked), so they go to the hook's sending methods unchecked.
 
     :raises ChartMogulAPIError: a request failed; when others had gone through, its message says
         how many.
@@ -25,13 +27,13 @@ def apply_plan(
     written = 0
     try:
         if plan.post:
-            after = hook.add_custom_attributes(uuid, plan.post)
+            after = hook._send_add(uuid, plan.post)
             written += 1
         if plan.put:
-            after = hook.update_custom_attributes(uuid, plan.put)
+            after = hook._send_update(uuid, plan.put)
             written += 1
         if plan.delete:
-            removed = hook.remove_custom_attributes(uuid, plan.delete)
+            removed = hook._send_remove(uuid, plan.delete)
             base = after if after is not None else dict(current or {})
             kept = {key: value for key, value in base.items() if key not in plan.delete}
             after = removed if removed is not None else kept

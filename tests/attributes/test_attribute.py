@@ -83,10 +83,9 @@ def test_a_caller_cannot_skip_validation_through_the_public_api() -> None:
             normalize_custom([unchecked], customer="customer_uuid=cus_1")
     with pytest.raises(ChartMogulValidationError, match="not a valid Integer"):
         normalize_custom([checked, by_hand], customer="customer_uuid=cus_1")
-    # What was checked still is, and equality ignores how an attribute was made.
-    assert normalize_custom([checked])[0] is checked
+    # Equality ignores how an attribute was made.
+    assert normalize_custom([checked]) == [checked]
     assert checked == CustomAttribute("Integer", "age", 8)
-    assert "checked" not in repr(checked)
 
 
 @pytest.mark.parametrize(

@@ -47,13 +47,15 @@ def test_custom_attribute_built_by_hand_is_checked_again() -> None:
         normalize_attribute(CustomAttribute("Integer", "age", "eight"), customer=CUSTOMER)
 
 
-def test_a_checked_attribute_is_not_checked_twice() -> None:
+def test_normalising_is_idempotent_and_checks_every_time() -> None:
     checked = normalize_attribute({"type": "integer", "key": "age", "value": "8"})
     assert checked == CustomAttribute("Integer", "age", 8)
-    assert dataclasses.astuple(checked)[:4] == ("Integer", "age", 8, None)  # every field is set
-    assert normalize_attribute(checked) is checked
-    # unless the call asks for something the first check did not do
+    assert dataclasses.astuple(checked) == ("Integer", "age", 8, None)  # the four fields, nothing else
+    assert normalize_attribute(checked) == checked
     assert normalize_attribute(checked, default_source="airflow").source == "airflow"
+    # What was checked once holds no mark that would let a changed copy through.
+    with pytest.raises(ChartMogulValidationError, match="not a valid Integer"):
+        normalize_attribute(dataclasses.replace(checked, value="eight"), customer=CUSTOMER)
     cleared = normalize_attribute({"type": "Integer", "key": "age", "value": None}, allow_clear=True)
     with pytest.raises(ChartMogulValidationError, match="value is required"):
         normalize_attribute(cleared)

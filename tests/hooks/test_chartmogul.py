@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import itertools
 import json
 import logging
 import time
+from typing import Any
 
 import pytest
 
 from airflow_provider_chartmogul import __version__
+from airflow_provider_chartmogul.attributes import normalize_attribute, normalize_custom
 from airflow_provider_chartmogul.exceptions import (
     ChartMogulAPIError,
     ChartMogulAuthError,
@@ -145,6 +148,54 @@ def test_missing_or_unsafe_uuid_never_reaches_the_api(
     with pytest.raises(ChartMogulValidationError, match="customer_uuid"):
         hook.add_custom_attributes(uuid, SEED_CUSTOM)  # type: ignore[arg-type]
     assert chartmogul_conn.requests == []
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda hook, uuid: hook.add_custom_attributes(uuid, SEED_CUSTOM),
+        lambda hook, uuid: hook.update_custom_attributes(uuid, {"age": 9}),
+        lambda hook, uuid: hook.remove_custom_attributes(uuid, ["age"]),
+        lambda hook, uuid: hook.get_custom_attributes(uuid),
+    ],
+    ids=["add", "update", "remove", "get"],
+)
+def test_every_public_call_checks_the_uuid_it_is_given(
+    hook: ChartMogulHook, chartmogul_conn: ChartMogulServer, call: Any
+) -> None:
+    with pytest.raises(
+        ChartMogulValidationError, match=r"customer_uuid='cus_1/\.\./ping'.*safe in a URL path"
+    ):
+        call(hook, "cus_1/../ping")
+    assert chartmogul_conn.requests == []
+
+
+def test_an_attribute_built_by_hand_is_checked_by_the_public_call(
+    hook: ChartMogulHook, chartmogul_conn: ChartMogulServer
+) -> None:
+    checked = normalize_attribute({"type": "Integer", "key": "age", "value": 8})
+    with pytest.raises(ChartMogulValidationError) as info:
+        hook.add_custom_attributes(SEED_UUID, [checked, dataclasses.replace(checked, key="seats", value="x")])
+    assert str(info.value).startswith(f"customer_uuid={SEED_UUID}: attribute 'seats'")
+    assert "not a valid Integer" in str(info.value)
+    assert chartmogul_conn.requests == []
+
+
+def test_the_sending_methods_send_checked_values_as_they_are(
+    hook: ChartMogulHook, chartmogul_conn: ChartMogulServer
+) -> None:
+    # What a run sends (push/send.py): its records were checked when they entered the run.
+    attributes = normalize_custom(SEED_CUSTOM, default_source="airflow")
+    assert hook._send_add(SEED_UUID, attributes) == {"channel": "Facebook", "age": 8}
+    assert hook._send_update(SEED_UUID, {"age": 9}) == {"channel": "Facebook", "age": 9}
+    assert hook._send_remove(SEED_UUID, ["age"]) is None
+    assert hook._read_custom(SEED_UUID) == {"channel": "Facebook"}
+    sent = [(r.method, r.body) for r in chartmogul_conn.requests]
+    assert sent[:3] == [
+        ("POST", {"custom": [a.as_payload() for a in attributes]}),
+        ("PUT", {"custom": {"age": 9}}),
+        ("DELETE", {"custom": ["age"]}),
+    ]
 
 
 def test_uuid_is_encoded_as_one_path_segment(hook: ChartMogulHook, chartmogul_conn: ChartMogulServer) -> None:

@@ -387,3 +387,60 @@ def test_an_identifier_with_a_lone_surrogate_is_refused(field: str) -> None:
     message = str(info.value)
     assert message.startswith("record #3") and f"field {field!r}" in message
     assert "lone surrogate U+DC80" in message
+
+
+# ---- checked once, where a record enters the run -------------------------------------------------
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch, module: Any, name: str, counts: dict[str, int]) -> None:
+    real = getattr(module, name)
+    label = f"{module.__name__.rsplit('.', 1)[-1]}.{name}"
+    counts[label] = 0
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        counts[label] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+
+
+@pytest.mark.parametrize("identifier", ["customer_uuid", "external_id"])
+def test_a_pushed_record_is_checked_once_on_its_way_to_chartmogul(
+    chartmogul_conn: Any, monkeypatch: pytest.MonkeyPatch, identifier: str
+) -> None:
+    from airflow_provider_chartmogul.attributes import normalize
+    from airflow_provider_chartmogul.hooks import chartmogul as hook_module
+    from airflow_provider_chartmogul.operators.custom_attributes import AddCustomAttributesOperator
+    from airflow_provider_chartmogul.push import records, resolve
+
+    customers = chartmogul_conn.add_customers([{"external_id": f"e{i}"} for i in range(6)])
+    counts: dict[str, int] = {}
+    _counting(monkeypatch, normalize, "normalize_for_type", counts)
+    for module in (records, resolve, hook_module):
+        _counting(monkeypatch, module, "validate_customer_uuid", counts)
+    wanted = [
+        {
+            identifier: customer["uuid"] if identifier == "customer_uuid" else customer["external_id"],
+            "custom": [_SEATS, {"type": "String", "key": "channel", "value": "Ads"}],
+        }
+        for customer in customers
+    ]
+
+    report = AddCustomAttributesOperator(
+        task_id="push", customers=wanted, mode="sync", customer_lookup="listing"
+    ).execute(context={})
+
+    assert report["succeeded"] == 6
+    assert all(
+        chartmogul_conn.custom_attributes(c["uuid"]) == {"seats": 3, "channel": "Ads"} for c in customers
+    )
+    # Each attribute is normalised once; each uuid is checked once: the record's own when it is
+    # read, or the one ChartMogul answered when the record's customer is picked; the hook
+    # checks nothing the run already checked.
+    by_uuid = identifier == "customer_uuid"
+    assert counts == {
+        "normalize.normalize_for_type": 12,
+        "records.validate_customer_uuid": 6 if by_uuid else 0,
+        "resolve.validate_customer_uuid": 0 if by_uuid else 6,
+        "chartmogul.validate_customer_uuid": 0,
+    }

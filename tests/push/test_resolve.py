@@ -27,7 +27,8 @@ def _customer(uuid: str, **fields: Any) -> dict[str, Any]:
 
 
 class FakeHook:
-    """``iter_customers`` and ``get_custom_attributes`` over a list of customer objects.
+    """``iter_customers`` and ``_read_custom`` (the hook's read of a checked uuid) over a list of
+    customer objects.
 
     The listing yields ``page_size`` customers a page (``on_page`` once per page). The email search
     is exact by default; ``email_search`` replaces it (a server may search more loosely).
@@ -74,9 +75,9 @@ class FakeHook:
                 on_page()
             yield from found[start : start + self.page_size]
 
-    def get_custom_attributes(self, customer_uuid: str) -> dict[str, Any]:
-        self.calls.append(("get_custom_attributes", {"customer_uuid": customer_uuid}))
-        answer = self.attributes[customer_uuid]
+    def _read_custom(self, uuid: str) -> dict[str, Any]:
+        self.calls.append(("_read_custom", {"customer_uuid": uuid}))
+        answer = self.attributes[uuid]
         if isinstance(answer, Exception):
             raise answer
         return dict(answer)
@@ -208,6 +209,21 @@ def test_the_same_customer_listed_twice_is_one_match() -> None:
     assert _resolver(hook).resolve(_record(external_id="42")) == "cus_a"
 
 
+@pytest.mark.parametrize("uuid", ["..", "cus_1/../ping", "cus 1", ""])
+def test_an_answered_uuid_unsafe_in_a_path_is_refused_when_picked(uuid: str) -> None:
+    # The input's uuids are checked when a record is read; ChartMogul's, when a record's customer
+    # is picked: the writes after send it as it is.
+    hook = FakeHook([_customer(uuid, external_id="42", data_source_uuid="ds_1")])
+
+    with pytest.raises(ResolutionError) as caught:
+        _resolver(hook).resolve(_record(external_id="42", data_source_uuid="ds_1"))
+
+    message = str(caught.value)
+    assert "external_id '42' in data source 'ds_1'" in message
+    assert "customer_uuid must be" in message
+    assert message.endswith("nothing was written")
+
+
 def test_every_page_of_a_lookup_is_counted() -> None:
     hook = FakeHook([_customer(f"cus_{i}", external_id="42") for i in range(5)], page_size=2)
     resolver = _resolver(hook)
@@ -289,7 +305,7 @@ def test_current_attributes_are_read_from_the_customer_and_their_types_observed(
     resolver = _resolver(hook)
 
     assert resolver.current_attributes("cus_a") == {"seats": 3, "since": "2016-01-31T00:00:00.000Z"}
-    assert hook.calls == [("get_custom_attributes", {"customer_uuid": "cus_a"})]
+    assert hook.calls == [("_read_custom", {"customer_uuid": "cus_a"})]
     assert resolver.lookup_requests == 1
     assert resolver.observed.get("seats") == "Integer"
     assert resolver.observed.get("since") == "Timestamp"
