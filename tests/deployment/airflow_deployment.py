@@ -371,6 +371,12 @@ class AirflowDeployment:
         answer = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100")
         return {(ti["task_id"], ti["map_index"]): ti for ti in answer["task_instances"]}
 
+    def tries(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> list[dict[str, Any]]:
+        """Every try of a task instance (the earlier ones from its history), by ``try_number``;
+        each has ``start_date`` and ``end_date`` (ISO 8601, UTC; None while not started/running)."""
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries?map_index={map_index}"
+        return sorted(self.api("GET", path)["task_instances"], key=lambda ti: int(ti["try_number"]))
+
     def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Any:
         """The ``return_value`` XCom of a task instance, through the REST API."""
         path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"

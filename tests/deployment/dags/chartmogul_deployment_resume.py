@@ -29,47 +29,43 @@ RESUME_CUSTOMERS = 3000
 TIMEOUT_CUSTOMERS = 2000
 
 
-def customers(prefix: str, count: int) -> list[dict[str, Any]]:
-    return [
-        {"customer_uuid": f"{prefix}{i:04d}", "custom": [{"type": "Integer", "key": "seats", "value": i}]}
-        for i in range(count)
-    ]
-
-
 def write_pid(context: Any) -> None:
     ti = context["ti"]
     pid_dir = Path(os.environ["CHARTMOGUL_DEPLOYMENT_PID_DIR"])
     (pid_dir / f"{ti.dag_id}.{ti.try_number}.pid").write_text(str(os.getpid()), encoding="ascii")
 
 
-with DAG(
-    dag_id="chartmogul_deployment_resume",
-    schedule=None,
-    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
-    catchup=False,
-    tags=["chartmogul", "test"],
-):
-    AddCustomAttributesOperator(
-        task_id="push",
-        customers=customers("cus_kill_", RESUME_CUSTOMERS),
-        retries=1,
-        retry_delay=dt.timedelta(seconds=1),
-        on_execute_callback=write_pid,
-    )
+def push_dag(dag_id: str, prefix: str, count: int, *, retries: int, **push: Any) -> DAG:
+    """A DAG of one task, ``push``: ``count`` customers ``<prefix>0000``... (``seats`` their
+    position), retried ``retries`` times a second apart; ``push``: more operator arguments."""
+    customers = [
+        {"customer_uuid": f"{prefix}{i:04d}", "custom": [{"type": "Integer", "key": "seats", "value": i}]}
+        for i in range(count)
+    ]
+    with DAG(
+        dag_id=dag_id,
+        schedule=None,
+        start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+        catchup=False,
+        tags=["chartmogul", "test"],
+    ) as dag:
+        AddCustomAttributesOperator(
+            task_id="push",
+            customers=customers,
+            retries=retries,
+            retry_delay=dt.timedelta(seconds=1),
+            on_execute_callback=write_pid,
+            **push,
+        )
+    return dag
 
-with DAG(
-    dag_id="chartmogul_deployment_timeout",
-    schedule=None,
-    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
-    catchup=False,
-    tags=["chartmogul", "test"],
-):
-    AddCustomAttributesOperator(
-        task_id="push",
-        customers=customers("cus_timeout_", TIMEOUT_CUSTOMERS),
-        max_requests_per_second=100,
-        execution_timeout=dt.timedelta(seconds=10),
-        retries=8,
-        retry_delay=dt.timedelta(seconds=1),
-        on_execute_callback=write_pid,
-    )
+
+resume_dag = push_dag("chartmogul_deployment_resume", "cus_kill_", RESUME_CUSTOMERS, retries=1)
+timeout_dag = push_dag(
+    "chartmogul_deployment_timeout",
+    "cus_timeout_",
+    TIMEOUT_CUSTOMERS,
+    retries=8,
+    max_requests_per_second=100,
+    execution_timeout=dt.timedelta(seconds=10),
+)
