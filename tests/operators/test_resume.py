@@ -1,5 +1,6 @@
 """A retry resumes: Airflow's own retries of one task instance, through ``dag.test()``'s task runner
-(in a child process with a DAGs folder of its own), on Airflow 3.3's task state store.
+(in a child process with a DAGs folder of its own), on Airflow 3.3's task state store; on older
+Airflow (no store) the same DAG's retry succeeds by sending everything again.
 
 What each try sent comes from the test server's request log; what each try did, from the report
 (XCom) a downstream task writes to a file. Waits are gates on events; no bound on time.
@@ -21,13 +22,11 @@ import pytest
 from airflow_provider_chartmogul.testing.server import ChartMogulServer
 from tests.conftest import connection_json
 
-pytestmark = [
-    pytest.mark.db,
-    pytest.mark.skipif(
-        tuple(int(p) for p in importlib.metadata.version("apache-airflow").split(".")[:2]) < (3, 3),
-        reason="the task state store is new in Airflow 3.3",
-    ),
-]
+AIRFLOW_VERSION = tuple(int(p) for p in importlib.metadata.version("apache-airflow").split(".")[:2])
+HAS_STATE_STORE = AIRFLOW_VERSION >= (3, 3)
+needs_state_store = pytest.mark.skipif(
+    not HAS_STATE_STORE, reason="the task state store is new in Airflow 3.3"
+)
 
 DAG_FILE = """
 import datetime as dt
@@ -35,7 +34,11 @@ import json
 import os
 from pathlib import Path
 
-from airflow.sdk import DAG, task
+try:
+    from airflow.sdk import DAG, task
+except ImportError:  # Airflow 2
+    from airflow import DAG
+    from airflow.decorators import task
 
 from airflow_provider_chartmogul.operators.custom_attributes import AddCustomAttributesOperator
 
@@ -100,6 +103,8 @@ def _writes(server: ChartMogulServer) -> Counter[str]:
     return Counter(r.path.split("/")[3] for r in server.requests if r.method == "POST")
 
 
+@pytest.mark.db
+@needs_state_store
 def test_a_retry_after_failures_sends_only_what_failed(
     airflow_db: None, chartmogul_server: ChartMogulServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -132,6 +137,8 @@ def test_a_retry_after_failures_sends_only_what_failed(
     assert report["total"] + report["resumed"]["done_earlier"] == customers
 
 
+@pytest.mark.db
+@needs_state_store
 def test_tries_cut_short_by_execution_timeout_each_carry_on_where_the_last_stopped(
     airflow_db: None, chartmogul_server: ChartMogulServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -160,3 +167,43 @@ def test_tries_cut_short_by_execution_timeout_each_carry_on_where_the_last_stopp
     assert report["total"] + report["resumed"]["done_earlier"] == customers
     assert "ran past its execution_timeout" in output
     assert "fix the connection" not in output
+
+
+# Not marked ``db`` although it needs the metadata database: the version matrix (scripts/test-matrix.sh)
+# leaves ``db`` tests out, and this is the test that must run on every Airflow version.
+def test_a_failed_try_succeeds_on_airflow_s_retry_on_every_version(
+    airflow_db: None, chartmogul_server: ChartMogulServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The DAG above, 300 customers, 10 of which answer 500 on every attempt of try 1: the task
+    fails, Airflow retries it and the retry succeeds. On 3.3+ it sends the 10 failures only; before
+    3.3 there is no task state store and it sends all 300 again, which is safe: writes are upserts
+    (each customer ends with the values sent, once)."""
+    customers = 300
+    server = chartmogul_server
+    server.add_customers([{"uuid": _uuid(i)} for i in range(customers)])
+    failing = {_uuid(i) for i in range(0, customers, 30)}
+    attempts = 2  # the connection's max_retries=1, plus the first attempt
+    for uuid in failing:
+        server.fail_customer(uuid, status=500, times=attempts)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CHARTMOGUL_DEFAULT",
+        connection_json(server, max_retries=1, max_requests_per_second=1000, max_connections=10),
+    )
+
+    output, report = _run_dag(tmp_path, server, CUSTOMERS=customers, RETRIES=1)
+
+    assert "state: success" in output, output[-4000:]
+    writes = _writes(server)
+    assert all(server.custom_attributes(_uuid(i)) == {"seats": i} for i in range(customers))
+    assert all(writes[uuid] == attempts + 1 for uuid in failing), "failed twice in try 1, written in try 2"
+    answered_in_try_1 = {_uuid(i) for i in range(customers)} - failing
+    sent_again = {uuid for uuid in answered_in_try_1 if writes[uuid] > 1}
+    if HAS_STATE_STORE:
+        assert sent_again == set()
+        assert (report["total"], report["succeeded"], report["failed"]) == (10, 10, 0)
+        assert report["resumed"] == {"from_try": 1, "watermark": 0, "done_earlier": 290}
+    else:  # no task state store: the retry sends every record again
+        assert sent_again == answered_in_try_1
+        assert all(writes[uuid] == 2 for uuid in answered_in_try_1)
+        assert (report["total"], report["succeeded"], report["failed"]) == (customers, customers, 0)
+        assert "resumed" not in report
