@@ -11,6 +11,7 @@ or the input ends (then each is looked up). Which record may be written when is
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 from collections.abc import Callable, Mapping
@@ -71,6 +72,7 @@ class CustomerIntake:
         self._held: list[Entry] = []  # waiting for the choice between lookups and the listing
         self._lookups_needed = 0
         self._waiting: dict[WaitKey, list[Entry]] = {}  # unresolved until the listing says whom
+        self._thaw = False  # the heap was frozen for the listing: unfreeze it at close
 
     def start(self) -> None:
         """At the start of the run: read the listing now if ``customer_lookup="listing"``."""
@@ -85,6 +87,9 @@ class CustomerIntake:
             self.listing.stop()
         if self.index is not None:
             self.index.close()
+        if self._thaw:
+            self._thaw = False
+            gc.unfreeze()
 
     def known(self, uuid: str) -> bool:
         """Whether every identifier of customer ``uuid`` is known (no listing read, or indexed)."""
@@ -113,6 +118,11 @@ class CustomerIntake:
     def admit(self, entry: Entry) -> None:
         """Take one record in: placed in its customer's queue, held, looked up, or finished (no
         customer matches it)."""
+        listing = self.listing
+        if listing is not None and not self.listed and not listing.pages.empty():
+            # Pages that arrived while records were being read (the run reads many at once at
+            # its start): indexed now, so that the writes they unblock start now.
+            self.take_pages()
         record = entry.record
         needs_identity = record.customer_uuid is None
         if not needs_identity and not self.options.needs_state:
@@ -213,6 +223,14 @@ class CustomerIntake:
     def _start_listing(self, why: str) -> None:
         self.strategy = "listing"
         self.index = CustomerIndex(keep_state=self.options.needs_state)
+        # The listing's pages pass through the heap between two threads, long enough for the
+        # collector to move them to its oldest generation: every hundred pages or so that starts
+        # a full collection of the whole heap, Airflow's million objects with it, a 0.1-0.3 s
+        # pause in which no request is sent (1 s of every 100k customers' sync at 40/s). The
+        # objects alive now are taken out of its reach until the run ends (unless someone froze
+        # them before us; then they stay frozen). Cyclic garbage alive now waits until then too.
+        self._thaw = gc.get_freeze_count() == 0
+        gc.freeze()
         self.log.info("Reading the customer listing (%s), writing as its pages arrive", why)
         self.listing = ListingReader(self.hook, self._notify)
         self.listing.start()

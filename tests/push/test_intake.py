@@ -10,6 +10,7 @@ directly, without worker threads or writes. The listing is read for real (a
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -34,6 +35,16 @@ from airflow_provider_chartmogul.testing.server import ChartMogulServer
 from tests.conftest import connection_json
 
 WAIT_SECONDS = 10.0
+_OPENED: list[CustomerIntake] = []
+
+
+@pytest.fixture(autouse=True)
+def _closed_after_the_test() -> Iterator[None]:
+    """Every intake a test made is closed, as a run closes its own (the listing stops, the heap
+    frozen for it thaws)."""
+    yield
+    while _OPENED:
+        _OPENED.pop().close()
 
 
 class Intake:
@@ -63,6 +74,7 @@ class Intake:
             notify=self._notify,
             log=logging.getLogger("tests.push.intake"),
         )
+        _OPENED.append(self.intake)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.intake, name)
@@ -366,6 +378,21 @@ def test_a_record_in_a_data_source_already_indexed_is_placed_when_admitted(
     assert intake.startable() == [(1, first[0])]
 
 
+def test_a_page_that_arrived_while_records_were_read_is_indexed_before_the_next_record(
+    two_pages: tuple[list[str], list[str]], gated: tuple[Intake, threading.Event]
+) -> None:
+    # At its start the run reads many records before it looks at the listing again: the first
+    # page must not wait for that, or neither do the writes it unblocks.
+    (first, _), (intake, _gate) = two_pages, gated
+    intake.admit(external_id="p2_0")  # starts the listing
+    assert intake.page_ready.wait(WAIT_SECONDS)  # the first page is queued, not taken
+
+    intake.admit(external_id="in_ds", data_source_uuid="ds_crm")
+
+    assert intake.index.customers == 200
+    assert intake.startable() == [(1, first[0])]
+
+
 def test_an_email_indexed_so_far_still_waits_for_the_rest_of_the_listing(
     two_pages: tuple[list[str], list[str]], gated: tuple[Intake, threading.Event]
 ) -> None:
@@ -503,3 +530,31 @@ def test_a_cancelled_listing_aborts_with_the_cancellation_reason_alone(hook: Cha
     assert reason == "not sent: the task was marked failed"
     assert str(cancelled) != reason
     assert error is None
+
+
+def test_the_heap_is_out_of_the_collectors_reach_while_the_listing_is_read(hook: ChartMogulHook) -> None:
+    # A full collection walks every object alive; Airflow's alone take 0.1-0.3 s, and the
+    # listing's pages set one off every hundred pages or so. Frozen, they are not walked.
+    frozen_before = gc.get_freeze_count()
+    gc.unfreeze()
+    try:
+        intake = Intake(hook, PushOptions(listing_threshold=0))
+        intake.admit(external_id="x")  # starts the listing
+        assert gc.get_freeze_count() > 0
+        intake.read_whole_listing()
+        intake.close()
+        assert gc.get_freeze_count() == 0
+
+        # Frozen by someone else first (Airflow's LocalExecutor freezes before it forks): the
+        # run leaves it so.
+        gc.freeze()
+        theirs = gc.get_freeze_count()
+        second = Intake(hook, PushOptions(listing_threshold=0))
+        second.admit(external_id="x")
+        second.read_whole_listing()
+        second.close()
+        assert gc.get_freeze_count() >= theirs
+    finally:
+        gc.unfreeze()
+        if frozen_before:
+            gc.freeze()
