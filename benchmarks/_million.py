@@ -8,10 +8,11 @@ The server seeds its synthetic customers (``--seed-synthetic``); the source rows
 the same formulas (:mod:`airflow_provider_chartmogul.testing.server.synthetic`). Sizes:
 ``MILLION_SIZES`` and ``MILLION_LIMIT_SIZES`` (comma-separated) override the defaults.
 
-At ChartMogul's limits the rows are keyed by ``customer_uuid`` (``MILLION_LIMIT_KEY`` to change
-it): records by a bare ``external_id`` (no ``data_source_uuid``) wait for the whole listing, since
-a later page may hold a second customer with that id, so their writes cannot overlap the listing
-and the time is the listing's plus the writes' (about 1.5 x requests / 40).
+At ChartMogul's limits the rows are keyed as ChartMogul keys a customer, by ``external_id`` with
+its ``data_source_uuid`` (``MILLION_LIMIT_KEY``: ``external_id``, the default; ``customer_uuid``;
+or ``bare_external_id``, no data source). Records by a bare ``external_id`` wait for the whole
+listing, since a later page may hold a second customer with that id, so their writes cannot
+overlap the listing and the time is the listing's plus the writes' (about 1.5 x requests / 40).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from _common import SYNC_CHANGED_EVERY, is_changed
 from _harness import Results, Runner, cpu_ms_per_customer, fmt_int, heading, print_table, say
 
 from airflow_provider_chartmogul.push.index import CACHE_KIB
+from airflow_provider_chartmogul.testing.server.customers import DEFAULT_DATA_SOURCE_UUID
 from airflow_provider_chartmogul.testing.server.synthetic import (
     synthetic_custom,
     synthetic_external_id,
@@ -50,6 +52,13 @@ TARGET_CPU_MS = 0.3  # per customer listed
 TARGET_TIME_RATIO = 1.05  # wall / (requests / 40), at ChartMogul's limits
 TARGET_REQUEST_SLACK = 0.01  # requests <= listing pages + changed customers + 1 %
 
+#: MILLION_LIMIT_KEY -> the identifier columns selected.
+KEY_COLUMNS = {
+    "external_id": "external_id, data_source_uuid",
+    "customer_uuid": "customer_uuid",
+    "bare_external_id": "external_id",
+}
+
 
 def _sizes(name: str, default: Sequence[int]) -> tuple[int, ...]:
     text = os.environ.get(name)
@@ -59,24 +68,26 @@ def _sizes(name: str, default: Sequence[int]) -> tuple[int, ...]:
 
 
 def make_source(path: Path, count: int) -> None:
-    """A table ``accounts``: ``external_id``, ``channel``, ``age``, ``pro`` for synthetic customer
-    ``i`` as the account holds it, but one in ``SYNC_CHANGED_EVERY`` an ``age`` 1000 higher."""
+    """A table ``accounts``: ``customer_uuid``, ``external_id``, ``data_source_uuid``, ``channel``,
+    ``age``, ``pro`` for synthetic customer ``i`` as the account holds it, but one in
+    ``SYNC_CHANGED_EVERY`` an ``age`` 1000 higher."""
+    insert = "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?)"
     with sqlite3.connect(path) as db:
         db.execute(
             "CREATE TABLE accounts (id INTEGER PRIMARY KEY, customer_uuid TEXT, external_id TEXT, "
-            "channel TEXT, age INTEGER, pro INTEGER)"
+            "data_source_uuid TEXT, channel TEXT, age INTEGER, pro INTEGER)"
         )
         rows = []
         for i in range(count):
             custom = synthetic_custom(i)
             age = custom["age"] + (1000 if is_changed(i) else 0)
-            rows.append(
-                (i, synthetic_uuid(i), synthetic_external_id(i), custom["channel"], age, int(custom["pro"]))
-            )
+            uuid, external_id = synthetic_uuid(i), synthetic_external_id(i)
+            ds = DEFAULT_DATA_SOURCE_UUID
+            rows.append((i, uuid, external_id, ds, custom["channel"], age, int(custom["pro"])))
             if len(rows) == 50_000:
-                db.executemany("INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?)", rows)
+                db.executemany(insert, rows)
                 rows.clear()
-        db.executemany("INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?)", rows)
+        db.executemany(insert, rows)
     db.close()
 
 
@@ -86,14 +97,14 @@ def _sync(
     count: int,
     env: dict[str, str],
     operator: dict[str, Any],
-    key: str = "external_id",
+    key: str = "bare_external_id",
 ) -> dict[str, Any]:
     before = server.stats()["total"]
     result = runner.run_case(
         "provider",
         {
             "source": "sql",
-            "sql": f"SELECT {key}, channel, age, pro FROM accounts ORDER BY id LIMIT {count}",
+            "sql": f"SELECT {KEY_COLUMNS[key]}, channel, age, pro FROM accounts ORDER BY id LIMIT {count}",
             "sql_conn_id": "million_source",
             "operator": {"mode": "sync", "attribute_types": {"pro": "Boolean"}, **operator},
         },
@@ -120,7 +131,9 @@ def section_million(runner: Runner, results: Results) -> None:
     quick = runner.settings.quick
     sizes = _sizes("MILLION_SIZES", QUICK_SIZES if quick else SIZES)
     limit_sizes = _sizes("MILLION_LIMIT_SIZES", QUICK_LIMIT_SIZES if quick else LIMIT_SIZES)
-    limit_key = os.environ.get("MILLION_LIMIT_KEY", "customer_uuid")
+    limit_key = os.environ.get("MILLION_LIMIT_KEY", "external_id")
+    if limit_key not in KEY_COLUMNS:
+        raise SystemExit(f"MILLION_LIMIT_KEY must be one of {', '.join(KEY_COLUMNS)}, got {limit_key!r}")
     largest = max(sizes, default=0)
     heading(
         section,
