@@ -16,24 +16,36 @@ from typing import Any
 # Every key of one budget shares the hash tag ``{name}``, so a Redis Cluster keeps them together.
 KEY_PREFIX = "chartmogul:budget:"
 
-# ARGV: task, lease id, sends per window, window (us), connections, lease ttl (us), presence ttl
-# (us), waiting ttl (us), key ttl (ms), now (us; empty: Redis's clock), then the task's leases
-# released since its last call. KEYS: sends, leases, tasks, waiting; a task's own sends and leases
-# live under KEYS[1] / KEYS[2] .. ':' .. task.
+# ARGV: 1 task, 2 id prefix, 3 sends per window, 4 window (us, the slack included), 5 connections,
+# 6 lease ttl (us), 7 presence ttl (us), 8 waiting ttl (us), 9 key ttl (ms), 10 now (us; empty:
+# Redis's clock), 11 send slots wanted, 12 leases wanted, 13 '1' when the task holds a slot
+# already, 14 '1' when it holds an idle lease, 15 horizon (us), 16 spacing (us) the task asks its
+# slots to keep, 17 n: how many released leases follow, then the n leases, then the unused slots
+# given back. KEYS: sends, leases, tasks, waiting; a task's own sends and leases live under
+# KEYS[1] / KEYS[2] .. ':' .. task.
 ACQUIRE = """
 local now = tonumber(ARGV[10])
 if not now then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
-local task, lease = ARGV[1], ARGV[2]
+local task, prefix = ARGV[1], ARGV[2]
 local per_window, window = tonumber(ARGV[3]), tonumber(ARGV[4])
 local connections, lease_ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
 local presence_ttl, waiting_ttl, keep = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local want_slots, want_leases = tonumber(ARGV[11]), tonumber(ARGV[12])
+local has_slot, has_lease = ARGV[13] == '1', ARGV[14] == '1'
+local horizon, spacing = tonumber(ARGV[15]), tonumber(ARGV[16])
 local sends, leases, tasks, waiting = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-for i = 11, #ARGV do
+local my_sends, my_leases = sends .. ':' .. task, leases .. ':' .. task
+local released = tonumber(ARGV[17])
+for i = 18, 17 + released do
   redis.call('ZREM', leases, ARGV[i])
-  redis.call('ZREM', leases .. ':' .. task, ARGV[i])
+  redis.call('ZREM', my_leases, ARGV[i])
+end
+for i = 18 + released, #ARGV do
+  redis.call('ZREM', sends, ARGV[i])
+  redis.call('ZREM', my_sends, ARGV[i])
 end
 
 for _, gone in ipairs(redis.call('ZRANGEBYSCORE', tasks, '-inf', now)) do
@@ -47,7 +59,7 @@ redis.call('ZADD', tasks, now + presence_ttl, task)
 
 local active = redis.call('ZRANGE', tasks, 0, -1)
 local rate_share, lease_share = per_window / #active, connections / #active
-local mine_sent, mine_held, owed = 0, 0, 0
+local mine_sent, mine_held, owed, others_waiting = 0, 0, 0, 0
 for _, other in ipairs(active) do
   local own_sends, own_leases = sends .. ':' .. other, leases .. ':' .. other
   redis.call('ZREMRANGEBYSCORE', own_sends, '-inf', now - window)
@@ -55,43 +67,99 @@ for _, other in ipairs(active) do
   local sent, held = redis.call('ZCARD', own_sends), redis.call('ZCARD', own_leases)
   if other == task then
     mine_sent, mine_held = sent, held
-  elseif sent < rate_share and held < lease_share and redis.call('ZSCORE', waiting, other) then
-    owed = owed + 1
+  elseif redis.call('ZSCORE', waiting, other) then
+    others_waiting = others_waiting + 1
+    if sent < rate_share and held < lease_share then owed = owed + 1 end
   end
 end
 
 local used, held = redis.call('ZCARD', sends), redis.call('ZCARD', leases)
-local free_rate, free_leases = per_window - used, connections - held
+local free_leases = connections - held
+-- A send slot is a moment on Redis's clock; the task sends in it or not at all (it gives back a
+-- slot it missed). The window counts every slot within one window before the new one, wherever
+-- it lies, so no window of this length ever holds more than per_window of them.
+local function count_at(key, moment)
+  return redis.call('ZCOUNT', key, string.format('(%.0f', moment - window), '+inf')
+end
+-- The first moment from ``moment`` on at which fewer than ``limit`` slots of ``key`` lie in the
+-- window before it: when enough of the oldest have left it.
+local function next_free(key, moment, limit)
+  local count = count_at(key, moment)
+  if count < limit then return moment end
+  local lower = string.format('(%.0f', moment - window)
+  local over = count - math.ceil(limit)
+  local last = redis.call('ZRANGEBYSCORE', key, lower, '+inf', 'WITHSCORES', 'LIMIT', over, 1)
+  return tonumber(last[2]) + window
+end
 -- Sends are spaced (one per interval, account-wide): each free slot comes alone, so the shares
 -- decide who takes it, and the window never fills in a burst that the next second repeats. The
 -- pace is a tenth faster than the window allows, so a task alone is paced by its own limiter only.
 local pace = sends .. ':pace'
 local interval = math.floor(0.9 * window / per_window)
 local due = tonumber(redis.call('GET', pace) or '0')
--- Within its share a task takes any free slot; beyond it, a send slot only while no task waits
--- below both its shares (each of those is owed the next one), and a connection only if more are
--- free than such tasks wait.
-local rate_ok = now >= due and free_rate > 0 and (mine_sent < rate_share or owed == 0)
-local lease_ok = free_leases > 0 and (mine_held < lease_share or free_leases > owed)
+-- Quiet: the task is alone on the budget. Then it takes slots ahead, the first free ones within
+-- the horizon, spaced as it asks, and several leases in one call. Otherwise one of each, at once,
+-- by the rules of the shares.
+local quiet = #active == 1
+local batch_interval = math.max(spacing, math.ceil(window / per_window))
+
+local first = math.max(due, now)
+local rate_ok, free_rate = true, 0
+if has_slot or want_slots == 0 then
+  rate_ok = true
+elseif quiet then
+  first = next_free(sends, first, per_window)
+  rate_ok = first <= now + horizon
+else
+  -- Within its share a task takes any free slot; beyond it, a send slot only while no task waits
+  -- below both its shares (each of those is owed the next one), and a connection only if more
+  -- are free than such tasks wait.
+  free_rate = per_window - count_at(sends, first)
+  rate_ok = first <= now and free_rate > 0 and (mine_sent < rate_share or owed == 0)
+end
+local lease_ok = has_lease or want_leases == 0 or
+  (free_leases > 0 and (mine_held < lease_share or free_leases > owed))
 
 local wait = 0
+local slots, granted = {}, {}
 if rate_ok and lease_ok then
-  redis.call('ZADD', sends, now, lease)
-  redis.call('ZADD', sends .. ':' .. task, now, lease)
-  redis.call('ZADD', leases, now + lease_ttl, lease)
-  redis.call('ZADD', leases .. ':' .. task, now + lease_ttl, lease)
   redis.call('ZREM', waiting, task)
   -- A send that comes a little late does not push the next ones back (5 ms at most).
   local late = math.min(math.floor(interval / 2), 5000)
-  redis.call('SET', pace, math.max(due, now - late) + interval, 'PX', keep)
+  local moment, n = first, 0
+  while not has_slot and n < want_slots do
+    if n > 0 then
+      if not quiet then break end
+      moment = next_free(sends, moment, per_window)
+      if moment > now + horizon then break end
+    end
+    n = n + 1
+    local id = prefix .. ':s' .. n
+    redis.call('ZADD', sends, moment, id)
+    redis.call('ZADD', my_sends, moment, id)
+    table.insert(slots, id)
+    table.insert(slots, moment)
+    due = math.max(due, moment - late) + interval
+    moment = math.max(due, moment + batch_interval)
+  end
+  if n > 0 then redis.call('SET', pace, due, 'PX', keep) end
+  n = 0
+  while not has_lease and n < want_leases and held + n < connections do
+    if n > 0 and not quiet then break end
+    n = n + 1
+    local id = prefix .. ':l' .. n
+    redis.call('ZADD', leases, now + lease_ttl, id)
+    redis.call('ZADD', my_leases, now + lease_ttl, id)
+    table.insert(granted, id)
+  end
 else
   redis.call('ZADD', waiting, now + waiting_ttl, task)
   if not rate_ok then
-    if now < due then
-      wait = due - now
+    if quiet or first > now then
+      wait = first - now - (quiet and horizon or 0)
     elseif mine_sent >= rate_share then
       -- At its share: nothing for it until its own oldest send leaves the window.
-      local oldest = redis.call('ZRANGE', sends .. ':' .. task, 0, 0, 'WITHSCORES')
+      local oldest = redis.call('ZRANGE', my_sends, 0, 0, 'WITHSCORES')
       wait = oldest[2] and (tonumber(oldest[2]) + window - now) or interval
     elseif free_rate <= 0 then
       -- Until the oldest send in the window leaves it.
@@ -103,13 +171,16 @@ else
     wait = math.max(1, wait)
   end
 end
-for _, key in ipairs({sends, leases, tasks, waiting, sends .. ':' .. task, leases .. ':' .. task}) do
+for _, key in ipairs({sends, leases, tasks, waiting, my_sends, my_leases}) do
   redis.call('PEXPIRE', key, keep)
 end
-return {(rate_ok and lease_ok) and 1 or 0, wait, #active, used, held, now}
+return {(rate_ok and lease_ok) and 1 or 0, wait, #active, used, held, now, others_waiting, slots, granted}
 """
 
-# ARGV: task, presence ttl (us), lease ttl (us), key ttl (ms), now (us or empty), lease ids...
+# ARGV: task, presence ttl (us), lease ttl (us), key ttl (ms), now (us or empty), n: how many
+# leases to keep follow, then the n leases, then the ids (leases and unused slots) given back.
+# KEYS: leases, tasks, sends, waiting. Returns how many leases were still held, and how many
+# tasks are present.
 RENEW = """
 local now = tonumber(ARGV[5])
 if not now then
@@ -117,33 +188,48 @@ if not now then
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 local task, presence_ttl, lease_ttl, keep = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local leases, tasks = KEYS[1], KEYS[2]
+local leases, tasks, sends, waiting = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local my_leases, my_sends = leases .. ':' .. task, sends .. ':' .. task
 redis.call('ZADD', tasks, now + presence_ttl, task)
-local kept = 0
-for i = 6, #ARGV do
+local kept, held = 0, tonumber(ARGV[6])
+for i = 7, 6 + held do
   kept = kept + redis.call('ZADD', leases, 'XX', 'CH', now + lease_ttl, ARGV[i])
-  redis.call('ZADD', leases .. ':' .. task, 'XX', now + lease_ttl, ARGV[i])
+  redis.call('ZADD', my_leases, 'XX', now + lease_ttl, ARGV[i])
 end
-for _, key in ipairs({leases, tasks, leases .. ':' .. task, KEYS[3] .. ':' .. task}) do
+for i = 7 + held, #ARGV do
+  redis.call('ZREM', leases, ARGV[i])
+  redis.call('ZREM', my_leases, ARGV[i])
+  redis.call('ZREM', sends, ARGV[i])
+  redis.call('ZREM', my_sends, ARGV[i])
+end
+for _, key in ipairs({leases, tasks, my_leases, my_sends}) do
   redis.call('PEXPIRE', key, keep)
 end
-return kept
+redis.call('ZREMRANGEBYSCORE', tasks, '-inf', now)
+return {kept, redis.call('ZCARD', tasks)}
 """
 
-# ARGV: task, lease ids... KEYS: leases.
+# ARGV: task, ids (leases and unused send slots)... KEYS: leases, sends. A slot id is only ever
+# given back unused: a slot that was sent in stays in the window.
 RELEASE = """
+local leases, sends = KEYS[1], KEYS[2]
 for i = 2, #ARGV do
-  redis.call('ZREM', KEYS[1], ARGV[i])
-  redis.call('ZREM', KEYS[1] .. ':' .. ARGV[1], ARGV[i])
+  redis.call('ZREM', leases, ARGV[i])
+  redis.call('ZREM', leases .. ':' .. ARGV[1], ARGV[i])
+  redis.call('ZREM', sends, ARGV[i])
+  redis.call('ZREM', sends .. ':' .. ARGV[1], ARGV[i])
 end
 return 1
 """
 
-# ARGV: task, lease ids... KEYS: leases, tasks, waiting, sends. The task's sends stay in the
-# window: they were sent.
+# ARGV: task, ids (leases and unused send slots)... KEYS: leases, tasks, waiting, sends. The
+# task's sends stay in the window: they were sent.
 LEAVE = """
 local task = ARGV[1]
-for i = 2, #ARGV do redis.call('ZREM', KEYS[1], ARGV[i]) end
+for i = 2, #ARGV do
+  redis.call('ZREM', KEYS[1], ARGV[i])
+  redis.call('ZREM', KEYS[4], ARGV[i])
+end
 redis.call('ZREM', KEYS[2], task)
 redis.call('ZREM', KEYS[3], task)
 redis.call('DEL', KEYS[1] .. ':' .. task, KEYS[4] .. ':' .. task)
@@ -155,13 +241,19 @@ return 1
 class Decision:
     """One answer of the acquire script.
 
-    :param admitted: a send slot and a connection lease were taken.
+    :param admitted: the task got what it lacked (a send slot, a connection lease, or both).
     :param wait: when not admitted for the rate, seconds until a send slot may free up; 0 when
         only a connection is missing (leases come back when answers do: poll).
     :param active: tasks present on the budget, this one included.
-    :param sent: sends in the window before this one.
-    :param held: leases held before this one.
+    :param sent: send slots in the window before this call's.
+    :param held: leases held before this call's.
     :param at: when the store decided, in seconds of its clock (Redis's ``TIME``).
+    :param others_waiting: other tasks that asked for a slot or a connection and waited for it
+        (within ``Timings.waiting_ttl``).
+    :param slots: the send slots granted: ``(id, moment)``, the moment in seconds of the store's
+        clock; the task sends in ``[moment, moment + Timings.slack]`` or gives the slot back.
+        Several only while the task is alone on the budget (``active == 1``).
+    :param leases: the connection leases granted.
     """
 
     admitted: bool
@@ -170,6 +262,9 @@ class Decision:
     sent: int
     held: int
     at: float
+    others_waiting: int = 0
+    slots: tuple[tuple[str, float], ...] = ()
+    leases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -177,7 +272,9 @@ class Timings:
     """How long the budget's records live, in seconds (Redis's clock)."""
 
     window: float = 1.01  # a send counts for a second, and 10 ms for its way to ChartMogul
-    lease_ttl: float = 6.0  # renewed every second while held; a killed worker's leases go after it
+    slack: float = 0.005  # how late a send may go in its slot (the window grows by as much)
+    horizon: float = 0.4  # how far ahead a task alone on the budget may take slots
+    lease_ttl: float = 6.0  # renewed every 2 s while held; a killed worker's leases go after it
     presence_ttl: float = 5.0  # a task counts for fair shares until this long after it was last seen
     waiting_ttl: float = 0.3  # a task waiting for a slot is owed one until this long after asking
     key_ttl: float = 120.0  # an unused budget leaves Redis
@@ -185,6 +282,10 @@ class Timings:
 
 def _micros(seconds: float) -> int:
     return round(seconds * 1_000_000)
+
+
+def _now(now: float | None) -> int | str:
+    return "" if now is None else _micros(now)
 
 
 class RedisBudgetStore:
@@ -214,53 +315,89 @@ class RedisBudgetStore:
     def acquire(
         self,
         task: str,
-        lease: str,
+        prefix: str,
         *,
         per_window: int,
         connections: int,
+        slots: int = 1,
+        leases: int = 1,
+        has_slot: bool = False,
+        has_lease: bool = False,
+        spacing: float = 0.0,
         released: Sequence[str] = (),
+        unused: Sequence[str] = (),
         now: float | None = None,
     ) -> Decision:
-        """Take a send slot and a connection lease for ``task``, or learn why not; ``released``
-        leases of the task are given back first (in the same call)."""
+        """Take what ``task`` lacks to send (a slot unless ``has_slot``, a lease unless
+        ``has_lease``) in one step, or learn why not; while it is alone on the budget, up to
+        ``slots`` slots (``spacing`` seconds apart or more, within ``Timings.horizon``) and
+        ``leases`` leases. New ids start with ``prefix``. ``released`` leases and ``unused`` slots of the task
+        are given back first (in the same call)."""
         t = self.timings
         args = [
             task,
-            lease,
+            prefix,
             per_window,
-            _micros(t.window),
+            _micros(t.window + t.slack),
             connections,
             _micros(t.lease_ttl),
             _micros(t.presence_ttl),
             _micros(t.waiting_ttl),
             _micros(t.key_ttl) // 1000,
-            "" if now is None else _micros(now),
+            _now(now),
+            slots,
+            leases,
+            int(has_slot),
+            int(has_lease),
+            _micros(t.horizon),
+            _micros(spacing),
+            len(released),
             *released,
+            *unused,
         ]
-        admitted, wait, active, sent, held, at = self._acquire(
+        admitted, wait, active, sent, held, at, others, granted_slots, granted_leases = self._acquire(
             keys=[self.sends, self.leases, self.tasks, self.waiting], args=args
         )
+        pairs = iter(granted_slots)
         return Decision(
-            bool(admitted), int(wait) / 1_000_000, int(active), int(sent), int(held), int(at) / 1_000_000
+            admitted=bool(admitted),
+            wait=int(wait) / 1_000_000,
+            active=int(active),
+            sent=int(sent),
+            held=int(held),
+            at=int(at) / 1_000_000,
+            others_waiting=int(others),
+            slots=tuple((_text(i), int(m) / 1_000_000) for i, m in zip(pairs, pairs, strict=True)),
+            leases=tuple(_text(i) for i in granted_leases),
         )
 
-    def renew(self, task: str, leases: Sequence[str], *, now: float | None = None) -> int:
-        """Keep ``task`` present and its ``leases`` held; how many of them were still held."""
+    def renew(
+        self, task: str, leases: Sequence[str], *, give_back: Sequence[str] = (), now: float | None = None
+    ) -> tuple[int, int]:
+        """Keep ``task`` present and its ``leases`` held, and give back ``give_back`` (leases and
+        unused slots); how many of ``leases`` were still held, and how many tasks are present."""
         t = self.timings
         args = [
             task,
             _micros(t.presence_ttl),
             _micros(t.lease_ttl),
             _micros(t.key_ttl) // 1000,
-            "" if now is None else _micros(now),
+            _now(now),
+            len(leases),
             *leases,
+            *give_back,
         ]
-        return int(self._renew(keys=[self.leases, self.tasks, self.sends], args=args))
+        kept, active = self._renew(keys=[self.leases, self.tasks, self.sends, self.waiting], args=args)
+        return int(kept), int(active)
 
-    def release(self, task: str, leases: Sequence[str]) -> None:
-        """The leases' requests are over."""
-        self._release(keys=[self.leases], args=[task, *leases])
+    def release(self, task: str, ids: Sequence[str]) -> None:
+        """Give back leases whose requests are over, and send slots that were not sent in."""
+        self._release(keys=[self.leases, self.sends], args=[task, *ids])
 
-    def leave(self, task: str, leases: Sequence[str] = ()) -> None:
-        """``task`` is done: its leases and its place in the fair shares go at once."""
-        self._leave(keys=[self.leases, self.tasks, self.waiting, self.sends], args=[task, *leases])
+    def leave(self, task: str, ids: Sequence[str] = ()) -> None:
+        """``task`` is done: its leases, unused slots and place in the fair shares go at once."""
+        self._leave(keys=[self.leases, self.tasks, self.waiting, self.sends], args=[task, *ids])
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

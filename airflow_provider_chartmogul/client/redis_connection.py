@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from airflow_provider_chartmogul.client.budget_store import RedisBudgetStore
+from airflow_provider_chartmogul.client.budget_store import RedisBudgetStore, Timings
 from airflow_provider_chartmogul.client.settings import ClientSettings
 from airflow_provider_chartmogul.client.shared_budget import BudgetLimits, SharedBudget, budget_name
 
@@ -51,6 +51,7 @@ class UnavailableStore:
     def __init__(self, name: str, reason: str) -> None:
         self.name = name
         self.reason = reason
+        self.timings = Timings()
 
     def _fail(self, *args: Any, **kwargs: Any) -> Any:
         raise BudgetUnavailable(self.reason)

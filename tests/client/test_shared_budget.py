@@ -1,8 +1,10 @@
-"""SharedBudget's own logic on a fake store and a fake clock: how it waits, falls back, stops and
-leaves. The store's rules run on a real Redis in test_shared_budget_redis.py."""
+"""SharedBudget's own logic on a fake store and a fake clock: how it waits, takes several slots
+and leases at once while no other task waits, falls back, stops and leaves. The store's rules run
+on a real Redis in test_shared_budget_redis.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import threading
@@ -11,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_chartmogul.client.budget_store import Decision
+from airflow_provider_chartmogul.client.budget_store import Decision, Timings
 from airflow_provider_chartmogul.client.send_control import SendCancelled
 from airflow_provider_chartmogul.client.shared_budget import (
     FALLBACK_TASKS,
@@ -29,13 +31,21 @@ class StoreDown(Exception):
 
 
 class FakeStore:
-    """Answers from a script of decisions (then admits); records every call; fails on demand."""
+    """Answers from a script of decisions (then admits); records every call; fails on demand.
+
+    An admitting decision without slots or leases grants one of each the task lacks (the slot at
+    the decision's moment, so at once). ``active``: how many tasks every answer says are present
+    (2: the task is not alone, so one of each per call, as the store grants then).
+    """
 
     name = "fake"
+    timings = Timings()
 
-    def __init__(self, decisions: list[Decision] | None = None) -> None:
+    def __init__(self, decisions: list[Decision] | None = None, *, active: int = 2) -> None:
         self.decisions = deque(decisions or [])
+        self.active = active
         self.calls: list[tuple[Any, ...]] = []
+        self.asked: list[dict[str, Any]] = []
         self.fail: Exception | None = None
 
     def _call(self, *call: Any) -> None:
@@ -43,21 +53,26 @@ class FakeStore:
         if self.fail is not None:
             raise self.fail
 
-    def acquire(
-        self, task: str, lease: str, *, per_window: int, connections: int, released: list[str]
-    ) -> Decision:
-        self._call("acquire", lease, per_window, connections, tuple(released))
-        return self.decisions.popleft() if self.decisions else Decision(True, 0.0, 1, 0, 0, 0.0)
+    def acquire(self, task: str, prefix: str, **asked: Any) -> Decision:
+        released, unused = tuple(asked.pop("released")), tuple(asked.pop("unused"))
+        self._call("acquire", prefix, asked["per_window"], asked["connections"], released, unused)
+        self.asked.append(asked)
+        decision = self.decisions.popleft() if self.decisions else Decision(True, 0.0, self.active, 0, 0, 0.0)
+        if decision.admitted and not decision.slots and not decision.leases:
+            slots = () if asked["has_slot"] else ((f"{prefix}:s1", decision.at),)
+            leases = () if asked["has_lease"] else (f"{prefix}:l1",)
+            decision = dataclasses.replace(decision, slots=slots, leases=leases)
+        return decision
 
-    def renew(self, task: str, leases: list[str]) -> int:
-        self._call("renew", tuple(leases))
-        return len(leases)
+    def renew(self, task: str, leases: list[str], *, give_back: list[str]) -> tuple[int, int]:
+        self._call("renew", tuple(leases), tuple(give_back))
+        return len(leases), self.active
 
-    def release(self, task: str, leases: list[str]) -> None:
-        self._call("release", tuple(leases))
+    def release(self, task: str, ids: list[str]) -> None:
+        self._call("release", tuple(ids))
 
-    def leave(self, task: str, leases: list[str]) -> None:
-        self._call("leave", tuple(leases))
+    def leave(self, task: str, ids: list[str]) -> None:
+        self._call("leave", tuple(ids))
 
 
 class FakeTime:
@@ -120,7 +135,7 @@ def test_a_free_slot_is_taken_at_once_with_the_limits_and_a_fresh_lease_id() -> 
     first, second = budget.acquire(), budget.acquire()
     assert first is not None and second is not None and first.id != second.id
     assert [c[0] for c in store.calls] == ["acquire", "acquire"]
-    assert store.calls[0][2:] == (39, 18, ())
+    assert store.calls[0][2:] == (39, 18, (), ())
     assert fake.pauses == []
 
 
@@ -143,7 +158,7 @@ def test_no_slot_within_the_timeout_is_none_and_no_lease_is_held() -> None:
     assert budget.acquire(timeout=0.1) is None
     assert fake.now == pytest.approx(0.1)
     budget.renew()
-    assert store.calls[-1] == ("renew", ())
+    assert store.calls[-1] == ("renew", (), ())
 
 
 def test_leases_are_renewed_until_released_and_given_back_on_close() -> None:
@@ -152,12 +167,12 @@ def test_leases_are_renewed_until_released_and_given_back_on_close() -> None:
     a, b = budget.acquire(), budget.acquire()
     assert a is not None and b is not None
     budget.renew()
-    assert store.calls[-1] == ("renew", tuple(sorted([a.id, b.id])))
+    assert store.calls[-1] == ("renew", tuple(sorted([a.id, b.id])), ())
     a.release()
     budget.flush()
     assert store.calls[-1] == ("release", (a.id,))
     budget.renew()
-    assert store.calls[-1] == ("renew", (b.id,))
+    assert store.calls[-1] == ("renew", (b.id,), ())
     budget.close()
     assert store.calls[-1] == ("leave", (b.id,))
 
@@ -258,9 +273,9 @@ def test_the_renewing_thread_stops_on_close() -> None:
     renewed = threading.Event()
     original = store.renew
 
-    def renew(task: str, leases: list[str]) -> int:
+    def renew(task: str, leases: list[str], *, give_back: list[str]) -> tuple[int, int]:
         renewed.set()
-        return original(task, leases)
+        return original(task, leases, give_back=give_back)
 
     store.renew = renew  # type: ignore[method-assign]
     assert renewed.wait(30)
@@ -307,7 +322,7 @@ def test_a_released_lease_goes_back_with_the_next_question() -> None:
     assert first is not None
     first.release()
     assert budget.acquire() is not None
-    assert store.calls[-1][0] == "acquire" and store.calls[-1][-1] == (first.id,)
+    assert store.calls[-1][0] == "acquire" and store.calls[-1][-2] == (first.id,)
     budget.flush()
     assert store.calls[-1][0] == "acquire"  # nothing left to give back
 

@@ -35,25 +35,25 @@ REPO = Path(__file__).resolve().parents[2]
 BUDGET_CONN = "budget_redis"
 
 # One pushing task in a process of its own: pushes its customers through the hook with 10
-# threads, records the Redis time of every send the budget admitted, prints what it saw.
+# threads, records the Redis time of the slot of every send the budget let go, prints what it saw.
 CHILD = r"""
 import json, sys, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from airflow_provider_chartmogul.client import budget_store
+from airflow_provider_chartmogul.client import shared_budget
 from airflow_provider_chartmogul.hooks.chartmogul import ChartMogulHook
 
 spec = json.loads(sys.argv[1])
 admitted = []
-original = budget_store.RedisBudgetStore.acquire
+original = shared_budget.SharedBudget._from_store
 
-def acquire(self, *args, **kwargs):
-    decision = original(self, *args, **kwargs)
-    if decision.admitted:
-        admitted.append(decision.at)
-    return decision
+def from_store(self, *args):
+    lease = original(self, *args)
+    if isinstance(lease, shared_budget.Lease) and lease.moment is not None:
+        admitted.append(lease.moment)
+    return lease
 
-budget_store.RedisBudgetStore.acquire = acquire
+shared_budget.SharedBudget._from_store = from_store
 hook = ChartMogulHook(max_requests_per_second=39, max_connections=10)
 hook.settings
 Path(spec["ready"]).touch()
