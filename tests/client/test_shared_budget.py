@@ -17,8 +17,11 @@ from airflow_provider_chartmogul.client.budget_store import Decision, Timings
 from airflow_provider_chartmogul.client.send_control import SendCancelled
 from airflow_provider_chartmogul.client.shared_budget import (
     FALLBACK_TASKS,
+    IDLE_KEEP,
+    LEASE_BATCH,
     MAX_LEASE_POLL,
     MAX_POLL,
+    SLOT_BATCH,
     BudgetLimits,
     SharedBudget,
     budget_name,
@@ -335,6 +338,127 @@ def test_the_background_thread_gives_back_what_no_question_took() -> None:
     lease.release()
     _wait_for(lambda: ("release", (lease.id,)) in store.calls)
     budget.close()
+
+
+# ---- a task alone: several slots and leases per call ---------------------------------------------
+
+SLACK = Timings().slack
+
+
+def batch(at: float, moments: list[float], leases: int, prefix: str = "p") -> Decision:
+    """What the store grants a task alone: slots at ``moments`` (its clock) and ``leases``."""
+    slots = tuple((f"{prefix}:s{i + 1}", m) for i, m in enumerate(moments))
+    granted = tuple(f"{prefix}:l{i + 1}" for i in range(leases))
+    return Decision(True, 0.0, 1, 0, 0, at, slots=slots, leases=granted)
+
+
+def test_alone_one_call_brings_several_slots_each_sent_in_at_its_moment() -> None:
+    store, fake = FakeStore([batch(100.0, [100.0, 100.026, 100.052], 2)], active=1), FakeTime()
+    budget = _budget(store, fake)
+    first = budget.acquire()
+    assert first is not None and (first.id, first.moment) == ("p:l1", 100.0)
+    assert store.asked[0] | {"spacing": 0} == {
+        "per_window": 39,
+        "connections": 18,
+        "slots": SLOT_BATCH,
+        "leases": LEASE_BATCH,
+        "has_slot": False,
+        "has_lease": False,
+        "spacing": 0,
+    }
+    second = budget.acquire()  # the second slot and lease, no call: it waits for the slot's moment
+    assert second is not None and (second.id, second.moment) == ("p:l2", 100.026)
+    assert fake.pauses == [pytest.approx(0.026)] and len(store.calls) == 1
+    third = budget.acquire()  # a slot is left, no lease: only a lease is asked for
+    assert third is not None and third.moment == 100.052
+    assert store.asked[1]["has_slot"] is True and store.asked[1]["has_lease"] is False
+    assert fake.now == pytest.approx(0.052) and len(store.calls) == 2
+
+
+def test_a_slot_whose_moment_passed_is_given_back_unsent() -> None:
+    store, fake = FakeStore([batch(100.0, [100.0, 100.026], 2)], active=1), FakeTime()
+    budget = _budget(store, fake)
+    assert budget.acquire() is not None
+    fake.now = 0.026 + SLACK + 0.001  # too late for the second slot
+    late = budget.acquire()
+    assert late is not None and late.moment != 100.026
+    assert store.calls[-1][0] == "acquire" and store.calls[-1][-1] == ("p:s2",)  # given back
+    assert store.asked[-1]["has_lease"] is True  # the lease stayed with the task
+
+
+def test_a_thread_woken_after_its_slot_takes_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    store, fake = FakeStore([batch(100.0, [100.0, 100.026], 2)], active=1), FakeTime()
+    budget = _budget(store, fake)
+    assert budget.acquire() is not None
+
+    def oversleep(event: threading.Event, timeout: float | None) -> None:
+        fake.wait(event, (timeout or 0) + SLACK + 0.001)
+
+    budget._wait = oversleep
+    lease = budget.acquire()
+    assert lease is not None and lease.moment != 100.026  # not sent in the slot it missed
+    assert store.calls[-1][-1] == ("p:s2",)
+
+
+def test_alone_a_lease_stays_for_the_next_request_and_goes_back_when_idle() -> None:
+    store, fake = FakeStore([batch(100.0, [100.0], 2)], active=1), FakeTime()
+    budget = _budget(store, fake)
+    lease = budget.acquire()
+    assert lease is not None
+    lease.release()
+    budget.flush()
+    assert [c[0] for c in store.calls] == ["acquire"]  # kept, not given back
+    fake.now = IDLE_KEEP / 2
+    budget.renew()
+    assert store.calls[-1] == ("renew", ("p:l1", "p:l2"), ())
+    fake.now = IDLE_KEEP + 0.01  # p:l2 idle since 0, p:l1 since its answer at 0
+    budget.renew()
+    assert store.calls[-1] == ("renew", (), ("p:l2", "p:l1"))
+
+
+def test_when_another_task_comes_idle_leases_go_back_at_once() -> None:
+    store, fake = FakeStore([batch(100.0, [100.0], 3)], active=1), FakeTime()
+    budget = _budget(store, fake)
+    lease = budget.acquire()
+    assert lease is not None
+    store.active = 2
+    budget.renew()  # the store says another task is present
+    budget.flush()
+    assert store.calls[-1] == ("release", ("p:l2", "p:l3"))
+    lease.release()  # and a lease whose request is over goes back too
+    budget.flush()
+    assert store.calls[-1] == ("release", ("p:l1",))
+
+
+def test_close_gives_back_every_lease_and_unsent_slot() -> None:
+    store, fake = FakeStore([batch(100.0, [100.0, 100.03, 100.06], 2)], active=1), FakeTime()
+    budget = _budget(store, fake)
+    assert budget.acquire() is not None
+    budget.close()
+    assert store.calls[-1] == ("leave", ("p:l1", "p:l2", "p:s2", "p:s3"))
+
+
+def test_slots_are_asked_for_as_far_apart_as_the_requests_come() -> None:
+    store, fake = FakeStore(active=1), FakeTime()
+    budget = _budget(store, fake)
+    for _ in range(10):  # a request every 0.1 s, each finding its slot free
+        lease = budget.acquire()
+        assert lease is not None
+        lease.release()
+        fake.now += 0.1
+    assert store.asked[-1]["spacing"] == pytest.approx(0.1)
+
+
+def test_requests_that_waited_for_their_slot_ask_for_slots_as_close_as_the_window_allows() -> None:
+    late = [batch(t / 10, [t / 10 + 0.05], 1, prefix=f"p{t}") for t in range(10)]
+    store, fake = FakeStore(late, active=1), FakeTime()
+    budget = _budget(store, fake)
+    for t in range(10):
+        fake.now = max(fake.now, t / 10)
+        lease = budget.acquire()  # each waits 50 ms for its slot: the budget holds it back
+        assert lease is not None
+        lease.release()
+    assert store.asked[-1]["spacing"] == 0.0
 
 
 def _wait_for(condition: Any) -> None:

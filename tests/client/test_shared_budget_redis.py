@@ -51,9 +51,11 @@ def lease(prefix: str) -> str:
 
 
 def busiest_window(times: list[float], window: float = 1.0) -> int:
+    """The most times in any ``(t - window, t]``; a time exactly a window before another is outside
+    it, as in the store (to a microsecond, its resolution)."""
     times, first, busiest = sorted(times), 0, 0
     for last, moment in enumerate(times):
-        while times[first] <= moment - window:
+        while times[first] <= moment - window + 1e-7:
             first += 1
         busiest = max(busiest, last - first + 1)
     return busiest
@@ -169,6 +171,53 @@ def test_every_key_expires_when_the_budget_is_unused(store: RedisBudgetStore) ->
     assert store.acquire("a", "a:0", per_window=RATE, connections=CONNECTIONS).admitted  # Redis's clock
     keys = list(store.client.scan_iter("chartmogul:budget:*"))
     assert keys and all(0 < store.client.pttl(key) <= 1000 * store.timings.key_ttl for key in keys)
+
+
+def take(store: RedisBudgetStore, task: str, prefix: str, now: float, **asked: Any) -> Any:
+    asked = {"per_window": RATE, "connections": CONNECTIONS, "slots": 16, "leases": 4, **asked}
+    return store.acquire(task, prefix, now=now, **asked)
+
+
+def test_a_task_alone_takes_slots_ahead_as_it_asks_within_the_horizon(batching: RedisBudgetStore) -> None:
+    decision = take(batching, "a", "a:1", 100.0, spacing=0.05)
+    moments = [m for _, m in decision.slots]
+    assert decision.admitted and len(decision.leases) == 4
+    assert moments == pytest.approx([100.0 + 0.05 * i for i in range(9)], abs=1e-6)  # up to 100.4
+    assert max(moments) <= 100.0 + batching.timings.horizon
+    assert batching.client.zcard(batching.sends) == 9
+
+
+def test_slots_taken_ahead_are_never_closer_than_the_window_allows(batching: RedisBudgetStore) -> None:
+    decision = take(batching, "a", "a:1", 100.0, spacing=0.0)
+    gaps = [b[1] - a[1] for a, b in itertools.pairwise(decision.slots)]
+    assert len(decision.slots) == 16 and min(gaps) >= window_of(batching) / RATE - 1e-6
+
+
+def test_a_full_window_gives_the_task_alone_the_moments_it_frees(batching: RedisBudgetStore) -> None:
+    window = window_of(batching)
+    moments = []
+    for i in range(4):  # a second and more of asking: the window fills, then frees as it moves
+        moments += [m for _, m in take(batching, "a", f"a:{i}", 100.0 + i * 0.4).slots]
+    assert busiest_window(moments, window) == RATE
+    assert len(moments) >= RATE + 16
+
+
+def test_unused_slots_given_back_no_longer_count(batching: RedisBudgetStore) -> None:
+    first = take(batching, "a", "a:1", 100.0)
+    assert len(first.slots) == 16
+    unused = [i for i, _ in first.slots[1:]]
+    again = take(batching, "a", "a:2", 100.5, has_lease=True, unused=unused)
+    assert again.sent == 1 and again.admitted
+    assert all(batching.client.zscore(batching.sends, i) is None for i in unused)
+
+
+def test_with_another_task_present_each_call_takes_one_of_each(batching: RedisBudgetStore) -> None:
+    assert len(take(batching, "a", "a:1", 100.0).slots) == 16
+    b = take(batching, "b", "b:1", 100.5)
+    assert b.admitted and (len(b.slots), len(b.leases), b.active) == (1, 1, 2)
+    a = take(batching, "a", "a:2", 100.6)
+    assert a.admitted and (len(a.slots), len(a.leases)) == (1, 1)
+    assert [m for _, m in a.slots] == [pytest.approx(100.6)]  # at once, not ahead
 
 
 class Task:
