@@ -225,10 +225,11 @@ class CustomerIntake:
         self.index = CustomerIndex(keep_state=self.options.needs_state)
         # The listing's pages pass through the heap between two threads, long enough for the
         # collector to move them to its oldest generation: every hundred pages or so that starts
-        # a full collection of the whole heap, Airflow's million objects with it, a 0.1-0.3 s
-        # pause in which no request is sent (1 s of every 100k customers' sync at 40/s). The
-        # objects alive now are taken out of its reach until the run ends (unless someone froze
-        # them before us; then they stay frozen). Cyclic garbage alive now waits until then too.
+        # a full collection of the whole heap (Airflow and the provider imported are 160,000
+        # objects), a 0.1-0.3 s pause in which no request is sent (1 s of a 100k customers' sync
+        # at 40/s). The objects alive now are taken out of its reach until the run ends (unless
+        # someone froze them before us; then they stay frozen). Cyclic garbage alive now waits
+        # until then too.
         self._thaw = gc.get_freeze_count() == 0
         gc.freeze()
         self.log.info("Reading the customer listing (%s), writing as its pages arrive", why)
