@@ -17,24 +17,34 @@ from collections import deque
 # per-account window, a milder cut, a flatter curve and a plateau a little below the throttled rate
 # gave the highest shares with the fewest 429s (the simulations in tests/client/test_flow.py).
 CUBIC_BETA = 0.8
-CUBIC_SCALE = 0.03
+# The curve is relative to its plateau: plateau * (1 + scale * t**3), t seconds from reaching it,
+# the same shape at every share. N tasks on one account each hold about 1/N of it and move 1/N as
+# fast, so together they probe it as fast as one task alone; with TCP CUBIC's absolute scale (in
+# requests per second) they would overshoot the account's window about N times as often
+# (docs/flow-control.md). Back up to the plateau (room the account had for this task when it was
+# throttled): 0.03 per 39/s, the AWS-derived curve this module used for ChartMogul's 39/s.
+CUBIC_SCALE = 0.03 / 39.0
+# Above the plateau every probe that finds the account full costs it a 429: slower.
+PROBE_SCALE = 0.0075 / 39.0
 # The curve flattens out this far below the rate that was throttled, not at it.
 PLATEAU = 0.94
-# The scale above is for ChartMogul's 39/s; a client configured faster climbs proportionally faster.
-REFERENCE_RATE = 39.0
 # The floor of a cut, as a share of the configured rate: 429s that keep coming whatever the rate
 # (a per-minute compute limit, a proxy) must not stall a run completely.
 FLOOR = 1 / 20
-# How long the measured send rate looks back.
+# How long the measured send rate looks back (ChartMogul's window), and how long sends are kept:
+# the second before a throttled request, whose answer came a round trip later.
 MEASURE_SECONDS = 1.0
+HISTORY_SECONDS = 2 * MEASURE_SECONDS
 
 
 class AdaptiveRate:
     """The send rate: cut on 429 only, then regained along a CUBIC curve (AWS adaptive mode).
 
-    After a cut to ``beta`` times the rate measured when the throttled request was sent, the rate
-    climbs fast, flattens out near that earlier rate (where the account's limit was met) and only
-    then probes above it. Several clients that cut the same way converge to fair shares.
+    After a cut to ``beta`` times the rate measured when the throttled request was sent (or to the
+    share of the account's window this task had, when that is less), the rate climbs fast,
+    flattens out near that earlier rate (where the account's limit was met) and only then probes
+    above it, slowly. The curve is relative to the rate it flattens out at, so tasks that share an
+    account each move in proportion to their share and together probe it as one task would.
 
     :param max_rate: the configured rate: never exceeded, and returned to when nothing throttles.
     :param min_rate: the floor of a cut (default: a twentieth of ``max_rate``, at least 0.5/s).
@@ -49,8 +59,7 @@ class AdaptiveRate:
         self._k = 0.0
         self._cut_at: float | None = None
         self._sends: deque[float] = deque()
-        self._admitted: deque[float] = deque()
-        self._scale = CUBIC_SCALE * max(1.0, self.max_rate / REFERENCE_RATE)
+        self._throttled: deque[float] = deque()  # when the requests answered 429 were sent
         self._lock = threading.Lock()
         self.hold_until = -math.inf
         self.cuts = 0
@@ -65,20 +74,24 @@ class AdaptiveRate:
         with self._lock:
             return self._measured(now)
 
-    def _measured(self, now: float) -> float:
-        return self._count(self._sends, now) / MEASURE_SECONDS
+    @staticmethod
+    def _prune(times: deque[float], now: float) -> None:
+        while times and times[0] <= now - HISTORY_SECONDS:
+            times.popleft()
 
     @staticmethod
-    def _count(times: deque[float], now: float) -> int:
-        while times and times[0] <= now - MEASURE_SECONDS:
-            times.popleft()
-        return len(times)
+    def _between(times: deque[float], after: float, until: float) -> int:
+        return sum(1 for t in times if after < t <= until)
+
+    def _measured(self, now: float) -> float:
+        self._prune(self._sends, now)
+        return self._between(self._sends, now - MEASURE_SECONDS, now) / MEASURE_SECONDS
 
     def on_send(self, now: float) -> None:
         with self._lock:
             self._sends.append(now)
-            if len(self._sends) > 4 * self.max_rate + 8:
-                self._measured(now)
+            if len(self._sends) > 2 * HISTORY_SECONDS * self.max_rate + 8:
+                self._prune(self._sends, now)
 
     def on_throttled(self, sent_at: float, now: float) -> bool:
         """A 429 to a request sent at ``sent_at``; whether the rate was cut.
@@ -87,39 +100,48 @@ class AdaptiveRate:
         so a burst of 429s to requests in flight cuts once.
         """
         with self._lock:
+            self._throttled.append(sent_at)
+            self._prune(self._throttled, now)
             if self._cut_at is not None and sent_at < self._cut_at:
                 return False
             measured = self._measured(now)
             base = min(self._rate, measured) if measured > 0 else self._rate
-            # What the account took from us in the last second bounds our share of it: when two
-            # tasks start at full speed together, a cut to beta times what was sent is not enough.
-            admitted = self._count(self._admitted, now) / MEASURE_SECONDS
-            share = min(base, admitted) if admitted > 0 else base
+            # Our share of the account: of our requests in the second before the throttled one
+            # (all answered by now), those its rate limit let through, whatever they were answered
+            # (a 503 for too many connections took a place in the window too). When several tasks
+            # start at full speed together, a cut to beta times what was sent is not enough.
+            window = self._between(self._sends, sent_at - MEASURE_SECONDS, sent_at)
+            let_through = window - self._between(self._throttled, sent_at - MEASURE_SECONDS, sent_at)
+            share = min(base, let_through / MEASURE_SECONDS) if let_through > 0 else base
             self._rate = max(self.min_rate, min(base * CUBIC_BETA, share))
             self._last_max = max(share * PLATEAU, self.min_rate)
-            self._k = (max(0.0, self._last_max - self._rate) / self._scale) ** (1 / 3)  # math.cbrt is 3.11+
+            self._k = (
+                ((1.0 - self._rate / self._last_max) / CUBIC_SCALE) ** (1 / 3)
+                if self._rate < self._last_max
+                else 0.0
+            )
             self._cut_at = now
             # The account's window is full now, and stays full at least until the first of our
             # requests in it is a second old: sending before that only collects more 429s.
-            if self._sends:
-                self.hold_until = max(self.hold_until, self._sends[0] + MEASURE_SECONDS)
+            recent = [t for t in self._sends if t > now - MEASURE_SECONDS]
+            if recent:
+                self.hold_until = max(self.hold_until, recent[0] + MEASURE_SECONDS)
             self.cuts += 1
             return True
 
     def on_success(self, now: float) -> None:
         """A request was not throttled: move along the curve."""
-        with self._lock:
-            self._admitted.append(now)
-            if len(self._admitted) > 4 * self.max_rate + 8:
-                self._count(self._admitted, now)
         if self._cut_at is None or self._rate >= self.max_rate:
             return
         with self._lock:
             if self._cut_at is None:
                 return
-            t = now - self._cut_at
-            curve = self._scale * (t - self._k) ** 3 + self._last_max
-            self._rate = min(self.max_rate, max(self._rate, curve))
+            self._rate = min(self.max_rate, max(self._rate, self._curve(now - self._cut_at)))
+
+    def _curve(self, t: float) -> float:
+        """The rate ``t`` seconds after the cut: up to the plateau by ``_k`` seconds, then above it."""
+        after = t - self._k
+        return self._last_max * (1.0 + (CUBIC_SCALE if after < 0 else PROBE_SCALE) * after**3)
 
 
 class ConcurrencyLimit:

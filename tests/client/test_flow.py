@@ -53,16 +53,47 @@ def test_the_rate_climbs_back_flattens_below_the_throttled_rate_then_probes() ->
     now = sent(rate, 20, 2.0)
     rate.on_throttled(sent_at=now, now=now)
     curve = {}
-    for tenth in range(0, 400):
+    for tenth in range(0, 600):
         rate.on_success(now + tenth / 10)
         curve[tenth / 10] = rate.rate
     throttled = curve[0.0] / 0.8  # what was being sent when the 429 came (about 20/s)
     assert throttled == pytest.approx(20, abs=1.5)
-    assert curve[1.0] > curve[0.0] + 1  # climbs at once
-    plateau = throttled * 0.94
-    assert all(abs(curve[t] - plateau) < 0.3 for t in (3.5, 4.0, 4.5, 5.0, 5.5))  # flat near it
-    assert curve[8.0] > plateau + 1  # then probes above it
-    assert curve[39.9] == 39  # and gets back to the configured rate when nothing throttles
+    assert curve[1.0] > curve[0.0] + 0.5  # climbs at once
+    plateau = curve[5.5]
+    assert 0.85 * throttled < plateau < 0.95 * throttled  # a little below the throttled rate
+    assert all(abs(curve[t] - plateau) < 0.3 for t in (4.5, 5.0, 6.0, 6.5, 7.0))  # flat near it
+    assert curve[16.0] > plateau + 1  # then probes above it
+    assert curve[59.9] == 39  # and gets back to the configured rate when nothing throttles
+
+
+def test_the_curve_has_one_shape_at_every_share() -> None:
+    """Relative to where it was cut, a task with a small share of the account climbs and probes
+    as one with a large share does: N tasks with 1/N each move together as one task would."""
+    shapes = []
+    for per_second in (10, 30):
+        rate = AdaptiveRate(39)
+        now = sent(rate, per_second, 2.0, start=0.001)
+        rate.on_send(now)
+        rate.on_throttled(sent_at=now, now=now + 0.15)
+        cut = rate.rate
+        shape = []
+        for second in (1, 3, 6, 10, 15):
+            rate.on_success(now + 0.15 + second)
+            shape.append(rate.rate / cut)
+        shapes.append(shape)
+    assert shapes[0] == pytest.approx(shapes[1], rel=1e-9)
+    assert shapes[0][-1] > shapes[0][0] > 1
+
+
+def test_a_cut_goes_to_the_share_of_the_window_the_account_let_through() -> None:
+    """Sent at 30/s; the account let the first 12 through whatever it answered them (a 503 for too
+    many connections takes a place in its window too), then answered 429, 150 ms later."""
+    rate = AdaptiveRate(39)
+    sends = [i / 30 for i in range(17)]
+    for at in sends:
+        rate.on_send(at)
+    assert rate.on_throttled(sent_at=sends[12], now=sends[12] + 0.15)
+    assert rate.rate == pytest.approx(12)  # not 0.8 x 17 sent in the last second
 
 
 def test_successes_never_exceed_the_configured_rate_or_cut() -> None:
@@ -168,6 +199,20 @@ def test_two_tasks_on_one_account_use_it_fairly_with_few_429s(seed: int) -> None
     assert together >= 0.9 * 40
     assert max(result[0]["429"], result[1]["429"]) <= 0.025
     assert min(result[0]["ok"], result[1]["ok"]) >= 0.35 * together  # neither starves
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_eight_tasks_on_one_account_overshoot_it_no_more_often_than_a_few(seed: int) -> None:
+    """With the curve in requests per second (TCP CUBIC's), 8 tasks probed the account 8 times as
+    fast as one and 7 % of their requests were answered 429."""
+    tasks = 8
+    result = simulate(tasks, seed=seed)
+    ok = [result[i]["ok"] for i in range(tasks)]
+    sent_per_second = [result[i]["sent"] for i in range(tasks)]
+    throttled = sum(result[i]["sent"] * result[i]["429"] for i in range(tasks)) / sum(sent_per_second)
+    assert sum(ok) >= 0.9 * 40
+    assert throttled <= 0.05
+    assert min(ok) >= 0.4 * sum(ok) / tasks  # none starves
 
 
 # ---- ConcurrencyLimit -----------------------------------------------------------------------------
