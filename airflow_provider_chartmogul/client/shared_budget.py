@@ -1,7 +1,7 @@
 """One task's side of the account-wide request budget: its threads take send slots and connection
-leases from a budget store (Redis), several per call while no other task waits for one, keep their
-leases renewed, and go on with a conservative in-process limit when the store fails. The rules are
-in docs/shared-budget.md."""
+leases from a budget store (Redis), several per call while the task is alone on the budget, keep
+their leases renewed, and go on with a conservative in-process limit when the store fails. The
+rules are in docs/shared-budget.md."""
 
 from __future__ import annotations
 
@@ -129,7 +129,6 @@ class SharedBudget:
         self._slots: deque[Slot] = deque()  # slots granted and not yet sent in
         self._released: list[str] = []  # leases to give back
         self._unused: list[str] = []  # slots missed, to give back
-        self._released_since = 0.0
         self._gaps: deque[float] = deque(maxlen=GAPS)
         self._last_arrival: float | None = None
         self._quiet = False  # the store's last word: this task is alone on the budget
@@ -313,9 +312,7 @@ class SharedBudget:
         return (slots[0] if slots else None), (leases[0] if leases else None)
 
     def _give_back_idle(self) -> None:
-        """Another task waits: every idle lease goes back at once (called with the lock held)."""
-        if not self._released:
-            self._released_since = self._clock()
+        """Another task is present: every idle lease goes back at once (called with the lock held)."""
         for lease, _ in self._idle:
             self._held.discard(lease)
             self._released.append(lease)
@@ -342,19 +339,14 @@ class SharedBudget:
                 self._idle.append((lease.id, self._clock()))
                 return
             self._held.discard(lease.id)
-            if not self._released:
-                self._released_since = self._clock()
             self._released.append(lease.id)
         self._release_due.set()
 
-    def flush(self, *, older_than: float = 0.0) -> None:
-        """Give back the released leases and missed slots that no question to the store took
-        along yet (only if the first lease was released at least ``older_than`` seconds ago)."""
+    def flush(self) -> None:
+        """Give back the released leases and missed slots that no call to the store took along."""
         with self._lock:
             if not (self._released or self._unused):
                 return
-            if older_than > 0 and (not self._released or self._clock() - self._released_since < older_than):
-                return  # missed slots alone wait for the next call
             ids = self._released + self._unused
             self._released, self._unused = [], []
         if self._fallback is not None:
