@@ -48,7 +48,8 @@ TARGET_CPU = 1.10
 # One task alone runs this many times with and without the budget, alternately, so the CPU ratio
 # compares neighbours in time on a machine shared with other work (the median of each is quoted).
 ALONE_REPEATS = 3
-# CHARTMOGUL_BENCH_BUDGET="K=1,K=8": only the scenarios of these labels (all when unset).
+# CHARTMOGUL_BENCH_BUDGET="K=1,K=8 default": only the scenarios of these labels, or of a label in
+# one mode, "default" (no budget) or "shared" (all when unset).
 ONLY_ENV = "CHARTMOGUL_BENCH_BUDGET"
 PICTURE_NAME = "shared-budget.png"
 
@@ -267,7 +268,12 @@ def section_shared_budget(runner: Runner, results: Results) -> None:
     scenarios.append(Scenario("K=4 kill", 4, 150 if quick else 400, 0.15, True, kill_after=8.0))
     only = [label.strip() for label in os.environ.get(ONLY_ENV, "").split(",") if label.strip()]
     if only:
-        scenarios = [s for s in scenarios if s.label.split(" #")[0] in only]
+        scenarios = [
+            s
+            for s in scenarios
+            if s.label.split(" #")[0] in only
+            or f"{s.label.split(' #')[0]} {'shared' if s.shared else 'default'}" in only
+        ]
     redis = Redis(runner.workdir / "redis")
     figures: dict[str, dict[str, Any]] = {}
     try:
