@@ -202,7 +202,7 @@ def test_two_tasks_on_one_account_use_it_fairly_with_few_429s(seed: int) -> None
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_eight_tasks_on_one_account_overshoot_it_no_more_often_than_a_few(seed: int) -> None:
+def test_eight_tasks_on_one_account_get_few_429s_and_none_starves(seed: int) -> None:
     """With the curve in requests per second (TCP CUBIC's), 8 tasks probed the account 8 times as
     fast as one and 7 % of their requests were answered 429."""
     tasks = 8
