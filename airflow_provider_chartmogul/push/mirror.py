@@ -150,9 +150,12 @@ class MirrorPlan:
         for position, item in enumerate(items):
             if position % _PAGE == 0 and self._stopped() is not None:
                 raise _Stopped("the run was stopped")
-            self._kept.execute("INSERT INTO item VALUES (?, ?)", (position, pickle.dumps(item)))
             records += 1
             record = self._parsed(item, position)
+            # Phase two takes the parsed record as it is (checked once); an item that is not one
+            # is kept as read, to be reported with its reason.
+            kept = item if record is None else record
+            self._kept.execute("INSERT INTO item VALUES (?, ?)", (position, pickle.dumps(kept)))
             if record is None:
                 continue
             nulls = []
@@ -193,6 +196,7 @@ class MirrorPlan:
         return self.index.by_external_id(str(record.external_id), record.data_source_uuid)
 
     def _phase_two(self, keys: list[str]) -> Iterator[Any]:
+        """The kept input (parsed records, and the items that are none), then the clears."""
         for (item,) in self._kept.execute("SELECT item FROM item ORDER BY position"):
             yield pickle.loads(item)  # written by this run, a moment ago
         for uuid, held in self.index.unmatched_holders(keys):

@@ -194,11 +194,13 @@ class CustomAttributesPusher:
                 continue
             if isinstance(item, RejectedInput):
                 yield Outcome.failure(item.stage, item.label, item.record, item.message)  # type: ignore[arg-type]
-                continue
-            try:
-                yield parse_record(item, index=index, default_source=source, allow_clear=allow_clear)
-            except ChartMogulValidationError as exc:
-                yield Outcome.failure("validation", describe_record(item, index), item, str(exc))
+            elif isinstance(item, CustomerRecord):  # a mirror's phase one parsed it: checked once
+                yield item
+            else:
+                try:
+                    yield parse_record(item, index=index, default_source=source, allow_clear=allow_clear)
+                except ChartMogulValidationError as exc:
+                    yield Outcome.failure("validation", describe_record(item, index), item, str(exc))
         self._exhausted = True
 
     # ---- the main loop -----------------------------------------------------------------------------
@@ -323,9 +325,8 @@ class CustomAttributesPusher:
         if isinstance(decided, Outcome):
             self._done(entry, decided)
         elif self.options.dry_run or not decided.writes:
-            self._done(
-                entry, Outcome("succeeded", record.label, record, customer_uuid=uuid, changes=decided.changes)
-            )
+            outcome = Outcome("succeeded", record.label, record, customer_uuid=uuid, changes=decided.changes)
+            self._done(entry, outcome)
         else:
             self._track(self._executor.submit(self._write, record, uuid, current, decided), "write", entry)
 
@@ -335,9 +336,8 @@ class CustomAttributesPusher:
 
     def _on_done(self, future: Future[Any]) -> None:
         self._finished_queue.put(future)
-        if self._finished_queue.qsize() >= self._wake_after or (
-            not future.cancelled() and future.exception()
-        ):
+        failed = not future.cancelled() and future.exception() is not None
+        if failed or self._finished_queue.qsize() >= self._wake_after:
             self._wake.set()
 
     def _done(self, entry: Entry, outcome: Outcome) -> None:

@@ -404,9 +404,10 @@ def _counting(monkeypatch: pytest.MonkeyPatch, module: Any, name: str, counts: d
     monkeypatch.setattr(module, name, counted)
 
 
+@pytest.mark.parametrize("mode", ["sync", "mirror"])  # a mirror reads its input before the first write
 @pytest.mark.parametrize("identifier", ["customer_uuid", "external_id"])
 def test_a_pushed_record_is_checked_once_on_its_way_to_chartmogul(
-    chartmogul_conn: Any, monkeypatch: pytest.MonkeyPatch, identifier: str
+    chartmogul_conn: Any, monkeypatch: pytest.MonkeyPatch, identifier: str, mode: str
 ) -> None:
     from airflow_provider_chartmogul.attributes import normalize
     from airflow_provider_chartmogul.hooks import chartmogul as hook_module
@@ -427,7 +428,7 @@ def test_a_pushed_record_is_checked_once_on_its_way_to_chartmogul(
     ]
 
     report = AddCustomAttributesOperator(
-        task_id="push", customers=wanted, mode="sync", customer_lookup="listing"
+        task_id="push", customers=wanted, mode=mode, customer_lookup="listing"
     ).execute(context={})
 
     assert report["succeeded"] == 6
