@@ -103,6 +103,22 @@ def _writes(server: ChartMogulServer) -> Counter[str]:
     return Counter(r.path.split("/")[3] for r in server.requests if r.method == "POST")
 
 
+def _failing_in_try_1(
+    server: ChartMogulServer, monkeypatch: pytest.MonkeyPatch, customers: int, *, max_retries: int
+) -> set[str]:
+    """``customers`` customers on the server; every 30th answers 500 on every attempt of the
+    first try (``max_retries`` + 1 attempts), then accepts. The uuids of those that fail."""
+    server.add_customers([{"uuid": _uuid(i)} for i in range(customers)])
+    failing = {_uuid(i) for i in range(0, customers, 30)}
+    for uuid in failing:
+        server.fail_customer(uuid, status=500, times=max_retries + 1)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CHARTMOGUL_DEFAULT",
+        connection_json(server, max_retries=max_retries, max_requests_per_second=1000, max_connections=10),
+    )
+    return failing
+
+
 @pytest.mark.db
 @needs_state_store
 def test_a_retry_after_failures_sends_only_what_failed(
@@ -113,15 +129,8 @@ def test_a_retry_after_failures_sends_only_what_failed(
     3,000-customer SIGKILL of the issue runs in tests/deployment.)"""
     customers = 1000
     server = chartmogul_server
-    server.add_customers([{"uuid": _uuid(i)} for i in range(customers)])
-    failing = {_uuid(i) for i in range(0, customers, 30)}
     attempts = 4  # the connection's max_retries=3, plus the first attempt
-    for uuid in failing:
-        server.fail_customer(uuid, status=500, times=attempts)
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_CHARTMOGUL_DEFAULT",
-        connection_json(server, max_retries=3, max_requests_per_second=1000, max_connections=10),
-    )
+    failing = _failing_in_try_1(server, monkeypatch, customers, max_retries=attempts - 1)
 
     output, report = _run_dag(tmp_path, server, CUSTOMERS=customers, RETRIES=1)
 
@@ -182,15 +191,8 @@ def test_a_failed_try_succeeds_on_airflow_s_retry_on_every_version(
     (each customer ends with the values sent, once)."""
     customers = 300
     server = chartmogul_server
-    server.add_customers([{"uuid": _uuid(i)} for i in range(customers)])
-    failing = {_uuid(i) for i in range(0, customers, 30)}
     attempts = 2  # the connection's max_retries=1, plus the first attempt
-    for uuid in failing:
-        server.fail_customer(uuid, status=500, times=attempts)
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_CHARTMOGUL_DEFAULT",
-        connection_json(server, max_retries=1, max_requests_per_second=1000, max_connections=10),
-    )
+    failing = _failing_in_try_1(server, monkeypatch, customers, max_retries=attempts - 1)
 
     output, report = _run_dag(tmp_path, server, CUSTOMERS=customers, RETRIES=1)
 

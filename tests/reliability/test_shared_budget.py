@@ -266,18 +266,24 @@ def test_redis_stopped_mid_run_the_push_goes_on_without_a_burst(
     hook.close()
 
 
-def test_redis_down_at_start_the_push_goes_on_and_says_so_once(
-    account: ChartMogulServer, monkeypatch: pytest.MonkeyPatch, task_log: Any
-) -> None:
+@pytest.fixture
+def closed_redis() -> Iterator[RedisServer]:
+    """A loopback port with no Redis behind it (never started)."""
     require_redis()
-    closed = RedisServer()  # a port with no server behind it
-    hook = _hook(account, monkeypatch, closed.port)
+    closed = RedisServer()
+    yield closed
+    closed.close()
+
+
+def test_redis_down_at_start_the_push_goes_on_and_says_so_once(
+    account: ChartMogulServer, closed_redis: RedisServer, monkeypatch: pytest.MonkeyPatch, task_log: Any
+) -> None:
+    hook = _hook(account, monkeypatch, closed_redis.port)
     _push_in_threads(hook, [synthetic_uuid(i) for i in range(20)])
     assert len(_fallback_warnings(task_log())) == 1
     assert hook.shared_budget.status()["state"] == "in-process"
     assert hook.stats.snapshot()["by_status"] == {200: 20}
     hook.close()
-    closed.close()
 
 
 def test_a_connection_that_is_not_redis_falls_back_with_the_reason(
@@ -393,12 +399,9 @@ def test_the_report_names_the_shared_budget_it_took_its_slots_from(
 
 
 def test_the_report_says_when_the_push_went_on_without_the_shared_budget(
-    account: ChartMogulServer, monkeypatch: pytest.MonkeyPatch, task_log: Any
+    account: ChartMogulServer, closed_redis: RedisServer, monkeypatch: pytest.MonkeyPatch, task_log: Any
 ) -> None:
-    require_redis()
-    closed = RedisServer()  # a port with no server behind it
-    report = _operator_report(account, monkeypatch, closed.port)
-    closed.close()
+    report = _operator_report(account, monkeypatch, closed_redis.port)
 
     assert report["succeeded"] == 10, "a Redis that fails never fails the run"
     budget = report["shared_budget"]
