@@ -42,6 +42,7 @@ from airflow_provider_chartmogul.version_compat import BaseHook
 
 JSON = Any
 MAX_PAGE_SIZE = 200
+ATTRIBUTES_PATH = "/v1/customers/{}/attributes"  # formatted with the customer uuid, quoted
 
 
 def _segment(value: str) -> str:
@@ -281,9 +282,8 @@ class ChartMogulHook(BaseHook):
         return True, f"Connected to ChartMogul at {self.settings.base_url} (ping answered {answer!r})"
 
     # ---- custom attributes ---------------------------------------------------------------------
-    # The public methods check their arguments (a direct caller's values), then send through the
-    # ``_send_*`` methods, which take values already checked. A push run checks its records once,
-    # when they enter it (push/records.py), and sends through ``_send_*`` (push/send.py).
+    # The public methods check a direct caller's values, then send through ``_send_*``, which take
+    # checked values: a push run checks its records once, as they enter it (push/records.py).
 
     @staticmethod
     def _checked_uuid(customer_uuid: Any) -> tuple[str, str]:
@@ -354,19 +354,19 @@ class ChartMogulHook(BaseHook):
 
     def _send_add(self, uuid: str, attributes: Sequence[CustomAttribute]) -> dict[str, Any]:
         """``POST`` checked ``attributes`` (non-empty) to the customer of checked ``uuid``."""
-        path = f"/v1/customers/{_segment(uuid)}/attributes/custom"
+        path = ATTRIBUTES_PATH.format(_segment(uuid)) + "/custom"
         answer = self.request("POST", path, json_body={"custom": [a.as_payload() for a in attributes]})
         return self._custom_map(answer, "POST", path)
 
     def _send_update(self, uuid: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """``PUT`` a checked ``{key: value or {"value", "source"}}`` (non-empty)."""
-        path = f"/v1/customers/{_segment(uuid)}/attributes/custom"
+        path = ATTRIBUTES_PATH.format(_segment(uuid)) + "/custom"
         answer = self.request("PUT", path, json_body={"custom": dict(body)})
         return self._custom_map(answer, "PUT", path)
 
     def _send_remove(self, uuid: str, keys: Sequence[str]) -> dict[str, Any] | None:
         """``DELETE`` checked ``keys`` (non-empty); the remaining map when the API sends one."""
-        path = f"/v1/customers/{_segment(uuid)}/attributes/custom"
+        path = ATTRIBUTES_PATH.format(_segment(uuid)) + "/custom"
         answer = self.request("DELETE", path, json_body={"custom": list(keys)})
         if isinstance(answer, dict) and isinstance(answer.get("custom"), dict):
             return answer["custom"]
@@ -374,7 +374,7 @@ class ChartMogulHook(BaseHook):
 
     def _read_custom(self, uuid: str) -> dict[str, Any]:
         """The custom attributes of the customer of checked ``uuid``."""
-        path = f"/v1/customers/{_segment(uuid)}/attributes"
+        path = ATTRIBUTES_PATH.format(_segment(uuid))
         return self._custom_map(self.request("GET", path), "GET", path)
 
     def add_custom_attributes_by_email(
@@ -391,11 +391,8 @@ class ChartMogulHook(BaseHook):
         attributes = normalize_custom(custom, customer=label, default_source=source)
         if not attributes:
             raise ChartMogulValidationError("custom is empty: there is nothing to add", customer=label)
-        answer = self.request(
-            "POST",
-            "/v1/customers/attributes/custom",
-            json_body={"email": email, "custom": [a.as_payload() for a in attributes]},
-        )
+        body = {"email": email, "custom": [a.as_payload() for a in attributes]}
+        answer = self.request("POST", "/v1/customers/attributes/custom", json_body=body)
         entries = answer.get("entries") if isinstance(answer, dict) else None
         return list(entries or [])
 
