@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -96,6 +98,10 @@ class RequestLog:
 
     def __init__(self) -> None:
         self.records: deque[RequestRecord] = deque()
+        # A request that arrived before the last clear() (or reset_counters()) belongs to what came
+        # before it, say a client of an earlier test whose answer ends after it: not kept, nor counted
+        # when it came before reset_counters().
+        self._cleared_at = self._counted_from = -math.inf
         self.added = 0  # records appended since the last clear()
         self.records_dropped = 0
         self.bodies_dropped = 0
@@ -104,6 +110,7 @@ class RequestLog:
         self.reset_counters()
 
     def reset_counters(self) -> None:
+        self._counted_from = time.monotonic()
         self.total = 0
         self.dropped = 0
         self.by_status: dict[int, int] = {}
@@ -112,6 +119,7 @@ class RequestLog:
 
     def clear(self) -> None:
         """Forget the records; indices restart at 0."""
+        self._cleared_at = time.monotonic()
         self.records = deque(maxlen=self.records.maxlen)
         self.added = self.records_dropped = self.bodies_dropped = 0
         self._with_bodies = self._body_bytes = 0
@@ -123,6 +131,8 @@ class RequestLog:
 
     def add(self, request: ApiRequest, answer: Reply | None, ended: float, settings: Settings) -> None:
         """Count one answered (or dropped) request; keep its record if the settings say so."""
+        if request.started < self._counted_from:
+            return
         status = answer.status if answer is not None else None
         fault = answer.fault if answer is not None else None
         self.total += 1
@@ -132,7 +142,7 @@ class RequestLog:
             self.by_status[status] = self.by_status.get(status, 0) + 1
         if fault is not None and fault not in _LIMIT_REJECTIONS:
             self.fault_counts[fault] = self.fault_counts.get(fault, 0) + 1
-        if settings.record_requests:
+        if settings.record_requests and request.started >= self._cleared_at:
             record = RequestRecord(
                 method=request.method,
                 path=request.path,

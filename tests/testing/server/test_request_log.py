@@ -93,3 +93,28 @@ def test_records_share_repeated_header_strings(server: ChartMogulServer, api: re
     # One string object for each repeated name and value: a long log holds them once.
     assert all(first.headers[name] is second.headers[name] for name in first.headers)
     assert all(a is b for a, b in zip(first.headers, second.headers, strict=True))
+
+
+@pytest.mark.parametrize("clear", ["reset", "clear_requests"])
+def test_a_request_that_arrived_before_a_clear_is_not_logged_after_it(
+    server: ChartMogulServer, api: requests.Session, clear: str
+) -> None:
+    # A client of an earlier test whose answer ends after the next test cleared the log must not
+    # show up in that test's log (or, after a reset, its counters).
+    import threading
+    import time
+
+    server.configure(latency=0.5)
+    in_flight = threading.Thread(target=api.get, args=(url(server, "/ping"),))
+    in_flight.start()
+    deadline = time.monotonic() + 30  # a gate on the request's arrival, not a bound on time
+    while not server.stats()["in_flight"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.stats()["in_flight"] == 1
+    getattr(server, clear)()
+    in_flight.join()
+    server.configure(latency=0)
+    api.get(url(server, "/ping"))
+
+    assert [r.path for r in server.requests] == ["/v1/ping"]
+    assert server.stats()["total"] == (1 if clear == "reset" else 2)
